@@ -1,0 +1,196 @@
+"""The models library: one folder per model kind under a models root, and a JSON sidecar per file.
+
+    <root>/checkpoint/dreamshaper_8.safetensors
+    <root>/checkpoint/dreamshaper_8.safetensors.json   ← source URL (redacted), sha256, kind, base model, trigger words
+
+The root is, in order: an explicit `models_dir`, `$COLAB_SD_HOME`, `/content/models` in Colab, `./models`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+from .errors import InputError
+from .tokens import in_colab, redact, redact_url
+
+# Kind → folder name (they are the same word, on purpose: what a user types is what they see on disk).
+KINDS = ("checkpoint", "lora", "vae", "embedding", "controlnet", "upscaler", "other")
+
+# Words users (and other tools) use for a kind.
+_ALIASES = {
+    "checkpoints": "checkpoint", "ckpt": "checkpoint", "model": "checkpoint", "models": "checkpoint",
+    "stable-diffusion": "checkpoint", "stable_diffusion": "checkpoint",
+    "loras": "lora", "locon": "lora", "lycoris": "lora", "dora": "lora",
+    "vaes": "vae",
+    "embeddings": "embedding", "textualinversion": "embedding", "textual_inversion": "embedding",
+    "textual-inversion": "embedding", "ti": "embedding", "negative": "embedding",
+    "controlnets": "controlnet", "upscalers": "upscaler", "esrgan": "upscaler",
+}
+
+# Extensions that are model weights (listing shows these; the download engine expects binary bodies).
+MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
+
+SIDECAR_SUFFIX = ".json"
+
+
+def normalize_kind(kind: Optional[str]) -> Optional[str]:
+    """A kind name as a folder name, or None for "auto"; raises InputError for an unknown word."""
+    if kind is None:
+        return None
+    word = str(kind).strip().lower()
+    if word in ("", "auto"):
+        return None
+    word = _ALIASES.get(word, word)
+    if word not in KINDS:
+        raise InputError(f"unknown model type {kind!r}: use one of {', '.join(KINDS)} (or auto)")
+    return word
+
+
+def models_root(models_dir: Optional[os.PathLike | str] = None) -> Path:
+    """The models root folder (not created)."""
+    if models_dir:
+        return Path(models_dir).expanduser()
+    env = os.environ.get("COLAB_SD_HOME", "").strip()
+    if env:
+        return Path(env).expanduser()
+    if in_colab():
+        return Path("/content/models")
+    return Path("models").resolve()
+
+
+def kind_dir(root: os.PathLike | str, kind: Optional[str]) -> Path:
+    """The folder for `kind` under `root` (created); None means "other"."""
+    folder = Path(root) / (normalize_kind(kind) or "other")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def ensure_layout(root: os.PathLike | str) -> Path:
+    """Create every kind folder under `root` and return it."""
+    root = Path(root)
+    for kind in KINDS:
+        (root / kind).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------- sidecars
+
+
+def sidecar_path(model_path: os.PathLike | str) -> Path:
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + SIDECAR_SUFFIX)
+
+
+def write_sidecar(model_path: os.PathLike | str, meta: dict) -> Path:
+    """Write `<file>.json` beside a model (atomically); URLs in it are redacted, tokens never stored."""
+    data = {k: v for k, v in meta.items() if v is not None}
+    if "source" in data:
+        data["source"] = redact_url(str(data["source"]))
+    data.setdefault("downloaded_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    text = redact(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True), urls=False)
+    path = sidecar_path(model_path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_sidecar(model_path: os.PathLike | str) -> dict:
+    """The sidecar's data, or {} when there is none (or it is unreadable)."""
+    try:
+        return json.loads(sidecar_path(model_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model on disk, as the library lists it."""
+
+    kind: str
+    name: str  # relative to the kind folder, with "/" separators (a diffusers folder is one entry)
+    path: Path
+    size: int
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def base_model(self) -> Optional[str]:
+        return self.meta.get("base_model") or self.meta.get("family")
+
+    @property
+    def trigger_words(self) -> list[str]:
+        return list(self.meta.get("trigger_words") or [])
+
+    @property
+    def stem(self) -> str:
+        """The name without its extension (how prompts refer to LoRAs and embeddings)."""
+        base = self.name.rsplit("/", 1)[-1]
+        for ext in MODEL_EXTENSIONS:
+            if base.lower().endswith(ext):
+                return base[: -len(ext)]
+        return base
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "path": str(self.path), "size": self.size,
+                "base_model": self.base_model, "trigger_words": self.trigger_words,
+                "sha256": self.meta.get("sha256")}
+
+
+def _is_diffusers_folder(path: Path) -> bool:
+    return (path / "model_index.json").is_file()
+
+
+def _folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def list_models(root: os.PathLike | str, kinds: Optional[Iterable[str]] = None) -> list[ModelEntry]:
+    """Every model under `root`, sorted by kind then name; `.part` files and sidecars are not models."""
+    root = Path(root)
+    wanted = [normalize_kind(k) for k in kinds] if kinds else list(KINDS)
+    entries: list[ModelEntry] = []
+    for kind in wanted:
+        folder = root / kind
+        if not folder.is_dir():
+            continue
+        entries.extend(_scan(folder, kind))
+    return sorted(entries, key=lambda e: (KINDS.index(e.kind), e.name.lower()))
+
+
+def _scan(folder: Path, kind: str) -> Iterable[ModelEntry]:
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        kept = []
+        for d in dirnames:
+            sub = here / d
+            if _is_diffusers_folder(sub):
+                # A diffusers folder is one model: list it whole, do not descend.
+                yield ModelEntry(kind, sub.relative_to(folder).as_posix(), sub, _folder_size(sub), read_sidecar(sub))
+            else:
+                kept.append(d)
+        dirnames[:] = kept
+        for name in sorted(filenames):
+            if not name.lower().endswith(MODEL_EXTENSIONS):
+                continue
+            path = here / name
+            yield ModelEntry(kind, path.relative_to(folder).as_posix(), path, path.stat().st_size, read_sidecar(path))
+
+
+def find_model(root: os.PathLike | str, kind: str, name: str) -> Optional[ModelEntry]:
+    """A model of `kind` by its name, with or without extension (case-insensitive on a tie-free match)."""
+    entries = list_models(root, [kind])
+    wanted = name.replace("\\", "/").strip("/")
+    for match in (lambda e: e.name == wanted, lambda e: e.stem == wanted,
+                  lambda e: e.name.lower() == wanted.lower(), lambda e: e.stem.lower() == wanted.lower()):
+        found = [e for e in entries if match(e)]
+        if len(found) == 1:
+            return found[0]
+    return None

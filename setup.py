@@ -1,0 +1,45 @@
+"""colab-sd: a Stable Diffusion workstation in a Colab notebook."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "colab_sd" / "__init__.py").read_text()).group(1)
+
+# Lower bounds that Colab's preinstalled packages already satisfy, so installing there upgrades nothing.
+CORE = [
+    "requests>=2.28",
+    "tqdm>=4.64",
+    "huggingface_hub>=0.20",
+    "gdown>=5.1",
+    "ipywidgets>=7.7,<9",
+]
+# torch is deliberately unpinned: Colab brings its own CUDA build and must keep it.
+GENERATION = [
+    "torch",
+    "diffusers>=0.30",
+    "transformers>=4.40",
+    "accelerate>=0.30",
+    "peft>=0.10",
+    "safetensors>=0.4",
+    "pillow>=9",
+]
+TEST = ["pytest>=7", "pytest-timeout>=2", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6", "jupyterlab>=4", "playwright>=1.40"]
+
+setup(
+    name="colab-sd",
+    version=VERSION,
+    description="Turn a Google Colab notebook into a Stable Diffusion workstation: verified model downloads and inline generation.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["colab_sd", "colab_sd.*"]),
+    include_package_data=True,
+    package_data={"colab_sd": ["generation/configs/**/*"]},
+    install_requires=CORE,
+    extras_require={"generation": GENERATION, "test": GENERATION + TEST},
+    entry_points={"console_scripts": ["colab-sd=colab_sd.cli:main"]},
+    classifiers=["Programming Language :: Python :: 3", "Environment :: GPU :: NVIDIA CUDA"],
+)
