@@ -16,7 +16,7 @@ class RemoteFile:
     wins over it, and a name the user gives wins over both. `headers` (auth) are sent only to the
     host of `url`, never to a host a redirect leads to. `fetcher`, when set, moves the bytes itself
     (the Hub client, gdown) instead of the HTTP engine; it is called as
-    `fetcher(remote, dest_dir, name=, on_event=, cancel=) -> FetchResult`.
+    `fetcher(remote, dest_dir, name=, on_event=, cancel=, options=) -> FetchResult`.
     """
 
     url: str
@@ -28,6 +28,11 @@ class RemoteFile:
     subdir: Optional[str] = None  # relative folder under the kind folder (a diffusers repo, a Drive folder)
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)  # goes into the sidecar
     fetcher: Optional[Callable[..., "FetchResult"]] = field(default=None, repr=False, compare=False)
+    # Turns an error response from the origin host into the service's own one-line error, or None for the
+    # engine's generic one: explain(status_code, response_headers, body_excerpt_bytes, final_url) -> Exception | None.
+    # It is also asked about redirects to a login page (status 302, body b"").
+    explain: Optional[Callable[[int, Mapping[str, str], bytes, str], Optional[Exception]]] = field(
+        default=None, repr=False, compare=False)
 
     @property
     def shown_url(self) -> str:

@@ -1,0 +1,631 @@
+"""The byte mover: one remote file to one verified file on disk, or nothing under its final name.
+
+    GET (no HEAD) → follow redirects ourselves (auth stays on the origin host) → name from the
+    response → lock → `<name>.part` (+ `<name>.part.json` state) → stream with retries and
+    Range/If-Range resume → size and sha256 checks → os.replace to the final name.
+
+The decisions (what a response means, how long to wait) are small pure functions so that they
+can be read and tested on their own; `fetch()` is the loop that applies them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from . import __version__, names
+from .errors import (AuthError, ColabSDError, DiskFullError, DownloadCancelled, DownloadError, ErrorPageError,
+                     InputError, IntegrityError, NotFoundError)
+from .events import Completed, Info, Listener, Meter, guard
+from .lock import FileLock
+from .remote import FetchResult, RemoteFile
+from .tokens import redact, redact_url
+
+log = logging.getLogger("colab_sd.transfer")
+
+USER_AGENT = f"colab-sd/{__version__}"
+PART_SUFFIX = ".part"
+STATE_SUFFIX = ".part.json"
+LOCK_SUFFIX = ".part.lock"
+MAX_REDIRECTS = 10
+# Names whose bodies may legitimately be text; every other name expects binary model bytes.
+TEXT_EXTENSIONS = (".json", ".txt", ".yaml", ".yml", ".md", ".html", ".htm", ".xml", ".csv", ".py")
+_LOGIN_PATH = re.compile(r"/(login|signin|sign-in|auth)(/|$|\?)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """How hard and how wide to try. The defaults suit a Colab VM talking to a CDN."""
+
+    connections: Optional[int] = None  # parallel connections per file; None = automatic
+    stall_timeout: float = 30.0  # seconds without a byte before the connection counts as stalled
+    connect_timeout: float = 15.0
+    retries: int = 8  # attempts after the first, per file (resumed each time)
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0  # also the most a Retry-After may make us wait
+    chunk_size: int = 1 << 20
+    verify: bool = True  # hash while downloading; check sha256 when one is known
+    fsync: bool = True  # flush to disk before the rename, so a crash never leaves a short final file
+
+    def replace(self, **changes) -> "TransferOptions":
+        return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------------------------- decisions
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt: connection trouble, a stall, 5xx, 429."""
+
+    def __init__(self, reason: str, wait: Optional[float] = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+class _Again(Exception):
+    """Look again from the start without counting an attempt (another process just finished this file)."""
+
+
+def backoff(attempt: int, options: TransferOptions, retry_after: Optional[float] = None) -> float:
+    """Seconds to wait before attempt `attempt` (1-based): the server's Retry-After, else capped doubling."""
+    if retry_after is not None:
+        return max(0.0, min(retry_after, options.backoff_cap))
+    return min(options.backoff_base * (2 ** (attempt - 1)), options.backoff_cap)
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def parse_content_range(value: Optional[str]) -> tuple[Optional[int], Optional[int], Optional[int]]:
+    """`bytes 100-199/1000` → (100, 199, 1000); `bytes */1000` → (None, None, 1000); unknown parts None."""
+    if not value:
+        return None, None, None
+    m = re.match(r"\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)", value, re.IGNORECASE)
+    if not m:
+        return None, None, None
+    start, end, total = m.groups()
+    return (int(start) if start else None, int(end) if end else None, int(total) if total and total != "*" else None)
+
+
+def strong_validator(headers: Mapping[str, str]) -> Optional[str]:
+    """What If-Range may carry: a strong ETag, else Last-Modified (weak ETags are not allowed there)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+def expects_binary(name: Optional[str]) -> bool:
+    return not (name or "").lower().endswith(TEXT_EXTENSIONS)
+
+
+def looks_like_page(content_type: Optional[str], head: bytes) -> bool:
+    """An HTML or JSON body (by Content-Type or first bytes), i.e. an error or login page, not model bytes."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype in ("text/html", "application/xhtml+xml", "application/json", "application/problem+json", "text/plain",
+                 "application/xml", "text/xml"):
+        return True
+    start = head.lstrip()[:64].lower()
+    return start.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or (
+        start.startswith(b"{") and (b'"error' in head[:2048].lower() or b'"message' in head[:2048].lower()))
+
+
+def page_excerpt(body: bytes, limit: int = 160) -> str:
+    """A short, token-free human summary of an error page: a JSON message or the HTML title/text."""
+    text = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("error", "message", "detail", "reason", "msg"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or json.dumps(value)
+            if value:
+                text = str(value)
+                break
+    else:
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        body_text = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", text, flags=re.IGNORECASE | re.DOTALL)
+        body_text = re.sub(r"<[^>]+>", " ", body_text)
+        text = (title.group(1) + ": " if title else "") + body_text
+    text = re.sub(r"\s+", " ", text).strip()
+    text = redact(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def human_size(n: Optional[float]) -> str:
+    if n is None:
+        return "size unknown"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
+
+
+def new_session() -> requests.Session:
+    session = requests.Session()
+    session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+    return session
+
+
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+def open_stream(session: requests.Session, remote: RemoteFile, options: TransferOptions, *,
+                extra_headers: Optional[Mapping[str, str]] = None, emit: Listener = guard(None),
+                job: Optional[str] = None) -> requests.Response:
+    """GET `remote.url`, following redirects by hand; returns the final, successful streaming response.
+
+    The source's headers (auth) go to the origin only. A redirect to a login page, and error
+    statuses, become errors here (the source's `explain` gets the first word); 5xx, 429 and
+    connection failures raise `_Retryable`.
+    """
+    url = remote.url
+    for hop in range(MAX_REDIRECTS + 1):
+        headers = dict(extra_headers or {})
+        if _same_origin(url, remote.url):
+            headers.update(remote.headers)
+        try:
+            resp = session.get(url, headers=headers, stream=True, allow_redirects=False,
+                               timeout=(options.connect_timeout, options.stall_timeout))
+        except requests.exceptions.SSLError as err:
+            raise DownloadError(f"TLS error talking to {urlsplit(url).hostname}: {redact(err)}") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
+            raise _Retryable(f"cannot reach {urlsplit(url).hostname}: {_short(err)}") from None
+        if resp.is_redirect:
+            location = resp.headers.get("Location", "")
+            resp.close()
+            target = urljoin(url, location)
+            if _LOGIN_PATH.search(urlsplit(target).path):
+                raise _explained(remote, 302, resp.headers, b"", target) or AuthError(
+                    f"the server sent the download to a login page ({urlsplit(target).hostname}): "
+                    "this file needs an account token; set it and run again")
+            if hop < MAX_REDIRECTS:
+                emit(Info(f"redirected to {urlsplit(target).hostname}", job=job))
+            log.debug("redirect %s -> %s", redact_url(url), redact_url(target))
+            url = target
+            continue
+        if resp.status_code in (200, 206, 416):
+            return resp
+        _raise_for_status(remote, resp, url)
+    raise DownloadError(f"too many redirects (more than {MAX_REDIRECTS}) for {remote.shown_url}")
+
+
+def _explained(remote: RemoteFile, status: int, headers, body: bytes, url: str) -> Optional[Exception]:
+    if remote.explain is None:
+        return None
+    try:
+        return remote.explain(status, headers, body, url)
+    except Exception:  # a broken explainer must not hide the real failure
+        log.debug("explain() raised", exc_info=True)
+        return None
+
+
+def _raise_for_status(remote: RemoteFile, resp: requests.Response, url: str) -> None:
+    status = resp.status_code
+    try:
+        body = resp.raw.read(65536, decode_content=True) or b""
+    except Exception:
+        body = b""
+    finally:
+        resp.close()
+    if status == 429 or status >= 500:
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        raise _Retryable(f"the server answered {status} {resp.reason or ''}".strip(), wait=retry_after)
+    err = _explained(remote, status, resp.headers, body, url)
+    if err is not None:
+        raise err
+    host = urlsplit(url).hostname
+    detail = page_excerpt(body) if body else ""
+    detail = f" ({detail})" if detail else ""
+    if status in (401, 403):
+        raise AuthError(f"{host} refused access ({status}){detail}: this file needs a valid token or permission")
+    if status in (404, 410):
+        raise NotFoundError(f"{host} has no such file ({status}){detail}: check the URL")
+    raise DownloadError(f"{host} answered {status} {resp.reason or ''}{detail}".strip())
+
+
+def _short(err: BaseException) -> str:
+    text = redact(str(err))
+    text = re.sub(r"<urllib3[^>]*>", "", text)
+    return text if len(text) <= 140 else text[:139] + "…"
+
+
+# ---------------------------------------------------------------------------------------------- the .part and its state
+
+
+@dataclass
+class PartState:
+    """What we know about a `.part`: enough to resume it in another process."""
+
+    validator: Optional[str] = None  # ETag or Last-Modified, for If-Range
+    total: Optional[int] = None
+
+    @classmethod
+    def load(cls, path: Path) -> "PartState":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(validator=data.get("validator"), total=data.get("total"))
+        except (OSError, ValueError, AttributeError):
+            return cls()
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"validator": self.validator, "total": self.total}), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+@dataclass
+class _Target:
+    """The final path and its temporary companions, all in the same folder (same filesystem: atomic rename)."""
+
+    final: Path
+
+    @property
+    def part(self) -> Path:
+        return self.final.with_name(self.final.name + PART_SUFFIX)
+
+    @property
+    def state(self) -> Path:
+        return self.final.with_name(self.final.name + STATE_SUFFIX)
+
+    @property
+    def lock(self) -> Path:
+        return self.final.with_name(self.final.name + LOCK_SUFFIX)
+
+    def discard(self) -> None:
+        for path in (self.part, self.state):
+            path.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path, limit: Optional[int] = None, chunk: int = 1 << 20) -> "hashlib._Hash":
+    """A sha256 object fed with the first `limit` bytes of `path` (all when None)."""
+    digest = hashlib.sha256()
+    remaining = limit
+    with open(path, "rb") as fh:
+        while remaining is None or remaining > 0:
+            data = fh.read(chunk if remaining is None else min(chunk, remaining))
+            if not data:
+                break
+            digest.update(data)
+            if remaining is not None:
+                remaining -= len(data)
+    return digest
+
+
+# ---------------------------------------------------------------------------------------------- fetch
+
+
+def fetch(remote: RemoteFile, dest_dir: os.PathLike | str, *, name: Optional[str] = None,
+          on_event: Optional[Listener] = None, cancel: Optional[threading.Event] = None,
+          options: Optional[TransferOptions] = None, job: Optional[str] = None) -> FetchResult:
+    """Download `remote` into `dest_dir` and return where it landed.
+
+    `name` (the user's) wins over the server's name. Raises ColabSDError subclasses; on any
+    failure the final name is untouched and a resumable `.part` is kept where that makes sense.
+    """
+    if remote.fetcher is not None:
+        return remote.fetcher(remote, Path(dest_dir), name=name, on_event=on_event, cancel=cancel,
+                              options=options or TransferOptions())
+    scheme = urlsplit(remote.url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InputError(f"cannot download {remote.shown_url!r}: only http(s) URLs are supported")
+    return _Download(remote, Path(dest_dir), name, guard(on_event), cancel, options or TransferOptions(),
+                     job or remote.shown_url).run()
+
+
+class _Download:
+    """One file's download; holds the per-file state that the attempt loop shares."""
+
+    def __init__(self, remote: RemoteFile, dest_dir: Path, name: Optional[str], emit: Listener,
+                 cancel: Optional[threading.Event], options: TransferOptions, job: str):
+        self.remote = remote
+        self.dest_dir = dest_dir
+        self.user_name = names.user_name(name) if name else None
+        self.emit = emit
+        self.cancel = cancel
+        self.options = options
+        self.job = job
+        self.expected_sha = (remote.sha256 or "").strip().lower() or None
+        if self.expected_sha and not re.fullmatch(r"[0-9a-f]{64}", self.expected_sha):
+            raise InputError(f"{remote.sha256!r} is not a sha256: give 64 hex characters")
+        self.session = new_session()
+        self.meter: Optional[Meter] = None
+        self.learned_name: Optional[str] = None  # the name a response gave; later attempts start with it
+
+    # -- the attempt loop ---------------------------------------------------------------------------
+
+    def run(self) -> FetchResult:
+        self.dest_dir.mkdir(parents=True, exist_ok=True)
+        hinted = self.user_name or names.sanitize(self.remote.filename or names.guess_from_url(self.remote.url) or "")
+        hinted = hinted or None
+        if hinted and self.expected_sha:  # a known hash can prove the file is there without asking the server
+            skipped = self._already_there(_Target(self.dest_dir / hinted), size=None)
+            if skipped:
+                return skipped
+        attempt = 0
+        self.emit(Info(f"downloading {self.job}", job=self.job))
+        try:
+            while True:
+                self._check_cancel()
+                try:
+                    return self._attempt(hinted)
+                except _Again:
+                    hinted = self.learned_name or hinted
+                    continue
+                except _Retryable as err:
+                    hinted = self.learned_name or hinted
+                    attempt += 1
+                    if attempt > self.options.retries:
+                        raise DownloadError(f"{err.reason}; gave up after {attempt} attempts "
+                                            "(the partial file is kept: run again to resume)") from None
+                    wait = backoff(attempt, self.options, err.wait)
+                    self.emit(Info(f"{err.reason}; retrying in {wait:.1f}s (attempt {attempt + 1} of "
+                                   f"{self.options.retries + 1})", job=self.job))
+                    log.info("retry %s: %s", self.job, err.reason)
+                    self._sleep(wait)
+        finally:
+            self.session.close()
+
+    def _attempt(self, hinted: Optional[str]) -> FetchResult:
+        """One GET: open, decide the name, lock, then stream into the `.part` from where it stands."""
+        offset, state, target = 0, PartState(), None
+        extra: dict[str, str] = {}
+        if hinted:
+            target = _Target(self.dest_dir / hinted)
+            offset, state = self._resume_point(target)
+            if offset:
+                extra = self._range_headers(offset, state)
+        resp = open_stream(self.session, self.remote, self.options, extra_headers=extra, emit=self.emit, job=self.job)
+        try:
+            real = self.user_name or names.choose(resp.headers, resp.url, fallback=self.remote.filename,
+                                                  original_url=self.remote.url)
+            self.learned_name = real
+            if target is None or real != target.final.name:
+                asked = offset
+                target = _Target(self.dest_dir / real)
+                offset, state = self._resume_point(target)
+                if offset != asked:  # the real name only came with this response: ask again from where its .part stands
+                    resp.close()
+                    resp = open_stream(self.session, self.remote, self.options, emit=self.emit, job=self.job,
+                                       extra_headers=self._range_headers(offset, state) if offset else None)
+            with FileLock(target.lock, on_wait=lambda: self.emit(Info(
+                    f"another download of {target.final.name} is running; waiting for it", job=self.job)),
+                    cancel=self.cancel) as lock:
+                if lock.waited:  # the other process finished or failed: everything we knew may be stale
+                    raise _Again()
+                return self._receive(resp, target, offset, state)
+        finally:
+            resp.close()
+
+    # -- resume bookkeeping -----------------------------------------------------------------------
+
+    def _resume_point(self, target: _Target) -> tuple[int, PartState]:
+        if not target.part.exists():
+            target.state.unlink(missing_ok=True)
+            return 0, PartState()
+        state = PartState.load(target.state)
+        return target.part.stat().st_size, state
+
+    @staticmethod
+    def _range_headers(offset: int, state: PartState) -> dict[str, str]:
+        headers = {"Range": f"bytes={offset}-"}
+        if state.validator:
+            headers["If-Range"] = state.validator
+        return headers
+
+    # -- receiving the body -----------------------------------------------------------------------
+
+    def _receive(self, resp: requests.Response, target: _Target, offset: int, state: PartState) -> FetchResult:
+        status = resp.status_code
+        if status == 416:
+            return self._on_416(resp, target, offset, state)
+        validator = strong_validator(resp.headers)
+        if status == 206:
+            start, _end, total = parse_content_range(resp.headers.get("Content-Range"))
+            if start != offset or (state.total and total and total != state.total):
+                target.discard()
+                raise _Retryable("the server resumed at the wrong place; starting over", wait=0)
+            if offset:
+                self.emit(Info(f"resuming {target.final.name} at {human_size(offset)}", job=self.job))
+                log.info("resume %s at %d", self.job, offset)
+        else:  # 200: a full body
+            if offset:
+                self.emit(Info(f"the server does not resume this file; starting {target.final.name} over", job=self.job))
+                log.info("range ignored for %s; restarting", self.job)
+            offset = 0
+            total = _int(resp.headers.get("Content-Length"))
+        if self._matches_existing(target, total):
+            return self._already_there(target, size=total)  # type: ignore[return-value]
+        head = self._first_bytes(resp)
+        if expects_binary(target.final.name) and looks_like_page(resp.headers.get("Content-Type"), head):
+            body = head + (resp.raw.read(65536 - len(head), decode_content=True) or b"")
+            raise _explained(self.remote, status, resp.headers, body, resp.url) or ErrorPageError(
+                f"{urlsplit(resp.url).hostname} sent a web page instead of {target.final.name}: "
+                f"\"{page_excerpt(body)}\"; the link may need a token or may have expired")
+        self._check_space(target, total, offset)
+        state = PartState(validator=validator, total=total)
+        state.save(target.state)
+        digest = self._prefix_digest(target, offset)
+        written = self._write(resp, target, offset, total, head, digest)
+        return self._finish(target, written, total, digest)
+
+    def _first_bytes(self, resp: requests.Response) -> bytes:
+        try:
+            return resp.raw.read(min(4096, self.options.chunk_size), decode_content=True) or b""
+        except Exception as err:
+            raise _Retryable(f"connection lost: {_short(err)}") from None
+
+    def _on_416(self, resp: requests.Response, target: _Target, offset: int, state: PartState) -> FetchResult:
+        _, _, total = parse_content_range(resp.headers.get("Content-Range"))
+        total = total or state.total
+        if offset and total is not None and offset == total:
+            digest = self._prefix_digest(target, offset)
+            return self._finish(target, offset, total, digest)
+        target.discard()  # the .part is longer than the file, or unknowable: start clean
+        raise _Retryable("the partial file does not fit the server's file; starting over", wait=0)
+
+    def _prefix_digest(self, target: _Target, offset: int):
+        if not self.options.verify:
+            return None
+        if offset:
+            self.emit(Info(f"checking the {human_size(offset)} already downloaded", job=self.job))
+            return file_sha256(target.part, offset)
+        return hashlib.sha256()
+
+    def _write(self, resp: requests.Response, target: _Target, offset: int, total: Optional[int], head: bytes,
+               digest) -> int:
+        done = offset
+        self.meter = self.meter or Meter()
+        mode = "r+b" if offset else "wb"
+        if offset == 0:
+            target.part.touch()
+        with open(target.part, mode) as fh:
+            fh.seek(offset)
+            fh.truncate()
+            try:
+                chunk = head
+                stream = resp.raw
+                while True:
+                    if chunk:
+                        self._write_chunk(fh, chunk, target)
+                        if digest is not None:
+                            digest.update(chunk)
+                        done += len(chunk)
+                        self.emit(self.meter.progress(done, total, job=self.job, base=offset))
+                    self._check_cancel()
+                    if total is not None and done >= total:
+                        break
+                    # read1 returns what has arrived, so bytes before a dropped connection are kept
+                    chunk = stream.read1(self.options.chunk_size)
+                    if not chunk:
+                        break
+            except (requests.exceptions.RequestException, OSError, ValueError) as err:
+                if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                    raise
+                if isinstance(err, (DiskFullError,)):
+                    raise
+                fh.flush()
+                raise _Retryable(f"connection lost at {human_size(done)}: {_short(err)}") from None
+            except Exception as err:  # urllib3's ProtocolError / ReadTimeoutError are not RequestExceptions here
+                if type(err).__module__.startswith("urllib3"):
+                    fh.flush()
+                    raise _Retryable(f"connection lost at {human_size(done)}: {_short(err)}") from None
+                raise
+            if self.options.fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        if total is not None and done < total:
+            raise _Retryable(f"the connection closed early at {human_size(done)} of {human_size(total)}")
+        return done
+
+    def _write_chunk(self, fh, chunk: bytes, target: _Target) -> None:
+        try:
+            fh.write(chunk)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise DiskFullError(f"no space left while writing {target.part.name} in {target.final.parent}: "
+                                    "free some space (or choose another folder) and run again to resume") from None
+            raise
+
+    def _finish(self, target: _Target, written: int, total: Optional[int], digest) -> FetchResult:
+        if total is not None and written != total:
+            target.discard()
+            raise IntegrityError(f"{target.final.name}: got {written} bytes but the server announced {total}; "
+                                 "the damaged download was deleted, run again")
+        sha = digest.hexdigest() if digest is not None else None
+        if self.expected_sha and sha is not None and sha != self.expected_sha:
+            target.discard()
+            raise IntegrityError(f"{target.final.name}: sha256 mismatch (expected {self.expected_sha[:12]}…, "
+                                 f"got {sha[:12]}…); the damaged download was deleted, run again")
+        os.replace(target.part, target.final)
+        target.state.unlink(missing_ok=True)
+        log.info("saved %s (%d bytes) from %s", target.final, written, self.job)
+        self.emit(Completed(path=str(target.final), bytes=written, sha256=sha, job=self.job))
+        return FetchResult(path=target.final, bytes=written, sha256=sha)
+
+    # -- already there? -----------------------------------------------------------------------------
+
+    def _matches_existing(self, target: _Target, size: Optional[int]) -> bool:
+        final = target.final
+        if not final.is_file():
+            return False
+        if size is not None and final.stat().st_size != size:
+            return False
+        if self.expected_sha:  # the hash alone decides when we have one
+            return file_sha256(final).hexdigest() == self.expected_sha
+        return size is not None
+
+    def _already_there(self, target: _Target, size: Optional[int]) -> Optional[FetchResult]:
+        """A FetchResult for a final file that already matches (size, and hash when known), else None."""
+        if not self._matches_existing(target, size):
+            return None
+        final = target.final
+        nbytes = final.stat().st_size
+        sha = self.expected_sha
+        self.emit(Info(f"{final.name} is already there and matches; skipping", job=self.job))
+        self.emit(Completed(path=str(final), bytes=nbytes, sha256=sha, skipped=True, job=self.job))
+        return FetchResult(path=final, bytes=nbytes, sha256=sha, skipped=True)
+
+    # -- small helpers ------------------------------------------------------------------------------
+
+    def _check_space(self, target: _Target, total: Optional[int], offset: int) -> None:
+        if total is None:
+            return
+        need = total - offset
+        free = shutil.disk_usage(target.final.parent).free
+        if need > free:
+            raise DiskFullError(f"not enough free space in {target.final.parent} for {target.final.name}: "
+                                f"need {human_size(need)}, have {human_size(free)}; free some space or choose another folder")
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise DownloadCancelled("download cancelled; the partial file is kept and the next run resumes it")
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel is not None:
+            if self.cancel.wait(seconds):
+                self._check_cancel()
+        else:
+            time.sleep(seconds)
+
+
+def _int(value: Optional[str]) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
