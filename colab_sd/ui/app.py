@@ -1,0 +1,62 @@
+"""The app: Tokens, Download, Library and Generate tabs over one models folder and one token store."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import ipywidgets as widgets
+
+from ..library import ensure_layout, models_root
+from ..tokens import TokenStore
+from .compat import tabs
+from .download_panel import DownloadPanel
+from .html import message
+from .library_panel import LibraryPanel
+from .tokens_panel import TokensPanel
+
+log = logging.getLogger("colab_sd.ui")
+
+
+class App:
+    """Holds the panels; `app.widget` is what gets displayed. Tests reach the parts through the attributes."""
+
+    def __init__(self, models_dir=None, outputs_dir=None, tokens: Optional[TokenStore] = None):
+        self.models_dir = ensure_layout(models_root(models_dir))
+        self.outputs_dir = Path(outputs_dir).expanduser() if outputs_dir else None
+        self.tokens = tokens if tokens is not None else TokenStore()
+        self.tokens_panel = TokensPanel(self.tokens)
+        self.library = LibraryPanel(self.models_dir)
+        self.generate = _generate_panel(self)
+        self.library.on_change = self._library_changed
+        self.download = DownloadPanel(self.models_dir, self.tokens, on_downloaded=lambda paths: self.library.refresh())
+        generate_page = self.generate.widget if self.generate is not None else widgets.HTML(message(
+            "Generation needs torch and diffusers: pip install 'colab-sd[generation]' (Colab already has them).", "warn"))
+        self.tabs = tabs([("Download", self.download.widget), ("Library", self.library.widget),
+                          ("Generate", generate_page), ("Tokens", self.tokens_panel.widget)])
+        title = widgets.HTML("<b>colab_sd</b> · Stable Diffusion workstation "
+                             + message(f"· models in {self.models_dir}"))
+        self.widget = widgets.VBox([title, self.tabs])
+        self._library_changed(self.library.entries)
+
+    def _library_changed(self, entries) -> None:
+        if self.generate is not None:
+            self.generate.set_library(entries)
+
+    def show(self, tab: str) -> None:
+        """Switch to a tab by its title."""
+        titles = ["Download", "Library", "Generate", "Tokens"]
+        self.tabs.selected_index = titles.index(tab)
+
+    def __repr__(self) -> str:
+        return f"<colab_sd app: models in {self.models_dir}>"
+
+
+def _generate_panel(app: "App"):
+    """The Generate panel, or None when the generation stack is not installed."""
+    try:
+        from .generate_panel import GeneratePanel
+    except ImportError as err:  # diffusers/torch missing: the other tabs still work
+        log.info("generation unavailable: %s", err)
+        return None
+    return GeneratePanel(app.models_dir, app.outputs_dir)
