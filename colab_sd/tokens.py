@@ -154,6 +154,9 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
+        for k, v in pairs:
+            if k.lower() in _SECRET_PARAMS:
+                remember_secret(v)  # so the same value is scrubbed wherever a server echoes it back
         if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
             query = urlencode([(k, _REDACTED if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*/:")
     return redact(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)), urls=False)

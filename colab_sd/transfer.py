@@ -33,7 +33,7 @@ from .errors import (AuthError, ColabSDError, DiskFullError, DownloadCancelled, 
 from .events import Completed, Info, Listener, Meter, guard
 from .lock import FileLock
 from .remote import FetchResult, RemoteFile
-from .tokens import redact, redact_url
+from .tokens import redact, redact_url, remember_secret
 
 log = logging.getLogger("colab_sd.transfer")
 
@@ -363,6 +363,8 @@ class _Download:
         self.expected_sha = (remote.sha256 or "").strip().lower() or None
         if self.expected_sha and not re.fullmatch(r"[0-9a-f]{64}", self.expected_sha):
             raise InputError(f"{remote.sha256!r} is not a sha256: give 64 hex characters")
+        for value in remote.headers.values():  # credentials we send must never come back in a message
+            remember_secret(value.split()[-1] if value else value)
         self.session = new_session()
         self.meter: Optional[Meter] = None
         self.learned_name: Optional[str] = None  # the name a response gave; later attempts start with it

@@ -1,0 +1,157 @@
+"""`colab-sd download` as a user runs it: a real subprocess against a real local server."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from servers import Route
+
+BODY = os.urandom(2 * 1024 * 1024 + 7)
+SHA = hashlib.sha256(BODY).hexdigest()
+CANARY = "fake-canary-token-8d41f0a6c3"
+
+
+def run_cli(*args, env=None, timeout=60):
+    full_env = {**os.environ, "NO_PROXY": "127.0.0.1", **(env or {})}
+    full_env.pop("COLAB_SD_HOME", None)
+    return subprocess.run([sys.executable, "-m", "colab_sd.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+def test_json_event_stream_and_file(server, tmp_path):
+    server.route("/dl", Route(body=BODY, disposition='attachment; filename="tiny.safetensors"'))
+    out = run_cli("download", "--json", "--dir", str(tmp_path), server.url("/dl"))
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert all("status" in e for e in events)
+    assert events[0]["status"] == "info" and events[-1]["status"] == "completed"
+    progress = [e for e in events if e["status"] == "progress"]
+    assert progress and progress[-1]["downloaded"] == progress[-1]["total"] == len(BODY)
+    assert set(progress[0]) == {"status", "job", "downloaded", "total", "speed", "eta", "unit"}
+    final = tmp_path / "other" / "tiny.safetensors"
+    assert events[-1]["path"] == str(final) and events[-1]["sha256"] == SHA
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == SHA
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["tiny.safetensors"]
+
+
+def test_progress_is_throttled(server, tmp_path):
+    """About two progress events a second: a slow server that takes ~2 s must not flood the stream."""
+    body = os.urandom(400 * 1024)
+
+    def slow(h):
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Content-Type", "application/octet-stream")
+        h.end_headers()
+        for i in range(0, len(body), 4096):  # 100 small writes, 20 ms apart
+            h.wfile.write(body[i:i + 4096])
+            h.wfile.flush()
+            time.sleep(0.02)
+
+    server.route("/slow.bin", Route(handler=slow))
+    started = time.monotonic()
+    out = run_cli("download", "--json", "--dir", str(tmp_path), server.url("/slow.bin"))
+    elapsed = time.monotonic() - started
+    progress = [json.loads(l) for l in out.stdout.splitlines() if '"progress"' in l]
+    assert out.returncode == 0, out.stderr
+    assert 1 <= len(progress) <= elapsed * 2 + 3  # ~2/s plus the final one
+    assert progress[-1]["downloaded"] == len(body)
+
+
+def test_type_name_and_sha256_options(server, tmp_path):
+    server.route("/f.safetensors", Route(body=BODY))
+    out = run_cli("download", "--dir", str(tmp_path), "--type", "LoRA", "--name", "mine.safetensors",
+                  "--sha256", SHA, server.url("/f.safetensors"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "lora" / "mine.safetensors").read_bytes() == BODY
+    assert "saved" in out.stderr  # the tqdm face reports where it went
+
+
+def test_failures_exit_1_with_one_line_each(server, tmp_path):
+    server.route("/ok.safetensors", Route(body=BODY))
+    server.route("/page.safetensors", Route(body=b"<html><title>Log in</title></html>", content_type="text/html"))
+    out = run_cli("download", "--dir", str(tmp_path), server.url("/page.safetensors"), server.url("/ok.safetensors"),
+                  server.url("/missing.safetensors"))
+    assert out.returncode == 1
+    errors = [l for l in out.stderr.splitlines() if l.startswith("colab-sd: error:")]
+    assert len(errors) == 2, out.stderr
+    assert "web page instead of" in errors[0] and "no such file" in errors[1]
+    assert "Traceback" not in out.stderr
+    assert (tmp_path / "other" / "ok.safetensors").read_bytes() == BODY
+
+
+def test_bad_input_messages(tmp_path):
+    out = run_cli("download", "--dir", str(tmp_path), "--type", "wizard", "http://127.0.0.1:9/x")
+    assert out.returncode == 1 and "unknown model type 'wizard'" in out.stderr
+    out = run_cli("download", "--dir", str(tmp_path), "--sha256", "xyz", "http://127.0.0.1:9/x")
+    assert out.returncode == 1 and "not a sha256" in out.stderr
+    out = run_cli("download", "--name", "a", "http://a/x", "http://b/y")
+    assert out.returncode == 2 and "one URL" in out.stderr
+
+
+def test_download_path_imports_nothing_heavy(server, tmp_path):
+    server.route("/f.bin", Route(body=b"\x00" * 1000))
+    script = (
+        "import sys; from colab_sd.cli import main\n"
+        f"code = main(['download', '--dir', {str(tmp_path)!r}, {server.url('/f.bin')!r}])\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'ipywidgets', 'IPython') if m in sys.modules]\n"
+        "print('HEAVY', heavy, 'CODE', code)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "NO_PROXY": "127.0.0.1"})
+    assert "HEAVY [] CODE 0" in out.stdout, out.stdout + out.stderr
+
+
+def test_canary_token_never_leaks(server, tmp_path):
+    """A token given every way a user can give one never shows up in output, events, errors or files."""
+    echo = f'{{"error": "invalid token {CANARY}"}}'.encode()
+    server.route("/secret.safetensors", Route(body=BODY))
+    server.route("/denied.safetensors", Route(body=echo, status=401, content_type="application/json"))
+    server.route("/page.safetensors", Route(body=f"<html><title>Bad {CANARY}</title></html>".encode(),
+                                            content_type="text/html"))
+    env = {"CIVITAI_TOKEN": CANARY, "HF_TOKEN": CANARY}
+    urls = [server.url(f"/secret.safetensors?token={CANARY}"), server.url(f"/denied.safetensors?token={CANARY}"),
+            server.url(f"/page.safetensors?token={CANARY}")]
+    for before, after in (([], ["--json"]), (["-v"], []), (["-v"], ["--json"]), ([], [])):
+        out = run_cli(*before, "download", *after, "--dir", str(tmp_path), "--civitai-token", CANARY, *urls, env=env)
+        assert out.returncode == 1
+        assert CANARY not in out.stdout and CANARY not in out.stderr, (before, after, out.stdout, out.stderr)
+        assert "token=***" in out.stdout + out.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes() or path.name == "secret.safetensors", path
+    assert (tmp_path / "other" / "secret.safetensors").read_bytes() == BODY
+
+
+def test_ctrl_c_exits_130_and_keeps_part(server, tmp_path):
+    big = os.urandom(4 * 1024 * 1024)
+
+    def trickle(h):
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(big)))
+        h.send_header("Content-Type", "application/octet-stream")
+        h.end_headers()
+        try:
+            for i in range(0, len(big), 65536):
+                h.wfile.write(big[i:i + 65536])
+                h.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass
+
+    server.route("/slow.safetensors", Route(handler=trickle))
+    proc = subprocess.Popen([sys.executable, "-m", "colab_sd.cli", "download", "--json", "--dir", str(tmp_path),
+                             server.url("/slow.safetensors")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "NO_PROXY": "127.0.0.1"})
+    part = tmp_path / "other" / "slow.safetensors.part"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (part.exists() and part.stat().st_size > 100_000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert '"status": "cancelled"' in stdout
+    assert "partial file is kept" in stderr and "Traceback" not in stderr
+    assert part.exists() and not (tmp_path / "other" / "slow.safetensors").exists()
