@@ -1,0 +1,84 @@
+"""`colab-sd app`: the notebook app outside Colab, in JupyterLab on 127.0.0.1.
+
+It writes `colab_sd.ipynb` (one cell: `colab_sd.launch()`) into a folder, with the models folder
+next to it, and starts JupyterLab there on the loopback interface (with Jupyter's own token login).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+NOTEBOOK_NAME = "colab_sd.ipynb"
+
+_INTRO = ("# colab_sd\n\nRun the cell below (Shift+Enter). Tabs: **Download** (paste model links, one per line), "
+          "**Library**, **Generate**, **Tokens**. To cancel a download, interrupt the kernel (■): the partial file "
+          "is kept and the next Download resumes it.")
+_CELL = "import colab_sd\napp = colab_sd.launch()"
+
+
+def local_notebook() -> dict:
+    """The local twin of the Colab notebook: the same app, without the install step."""
+    return {
+        "cells": [
+            {"cell_type": "markdown", "id": "intro", "metadata": {}, "source": _INTRO},
+            {"cell_type": "code", "id": "app", "metadata": {}, "execution_count": None, "outputs": [], "source": _CELL},
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                     "language_info": {"name": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+
+
+def prepare(folder: Path, models_dir: Path | None = None) -> tuple[Path, Path]:
+    """Create the notebook (kept if it exists: it may hold the user's own cells) and the models folder."""
+    from ..library import ensure_layout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    notebook = folder / NOTEBOOK_NAME
+    if not notebook.exists():
+        notebook.write_text(json.dumps(local_notebook(), indent=1) + "\n", encoding="utf-8")
+    models = ensure_layout(models_dir or folder / "models")
+    return notebook, models
+
+
+def jupyter_command(folder: Path, port: int, open_browser: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "jupyterlab", "--ip", "127.0.0.1", "--port", str(port),
+           f"--ServerApp.root_dir={folder}", f"--LabApp.default_url=/lab/tree/{NOTEBOOK_NAME}"]
+    if not open_browser:
+        cmd.append("--no-browser")
+    return cmd
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("app", help="open the notebook app locally (JupyterLab on 127.0.0.1)",
+                       description="Write colab_sd.ipynb into FOLDER (models in FOLDER/models unless --dir) and open "
+                                   "it in JupyterLab on 127.0.0.1. Run its cell to get the app.")
+    p.add_argument("folder", nargs="?", default=".", help="where the notebook goes (default: the current folder)")
+    p.add_argument("--dir", dest="models_dir", help="models root (default: FOLDER/models, or $COLAB_SD_HOME)")
+    p.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888; the next free one is used)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address instead)")
+    p.set_defaults(handler=_run)
+
+
+def _run(args) -> int:
+    from ..cli import EXIT_FAILED, fail
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        fail("the app needs JupyterLab: pip install 'colab-sd[app]' (or pip install jupyterlab ipywidgets)")
+        return EXIT_FAILED
+    folder = Path(args.folder).expanduser().resolve()
+    models_env = os.environ.get("COLAB_SD_HOME", "").strip()
+    models = Path(args.models_dir or models_env or folder / "models").expanduser().resolve()
+    notebook, models = prepare(folder, models)
+    print(f"colab-sd: notebook {notebook}\ncolab-sd: models   {models}\n"
+          f"colab-sd: starting JupyterLab on 127.0.0.1 (Ctrl-C to stop); run the notebook's cell to open the app",
+          file=sys.stderr, flush=True)
+    env = dict(os.environ, COLAB_SD_HOME=str(models))  # the kernel's launch() then finds this models folder
+    try:
+        return subprocess.call(jupyter_command(folder, args.port, not args.no_browser), env=env)
+    except KeyboardInterrupt:
+        return 0
