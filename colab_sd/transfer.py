@@ -20,31 +20,26 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Callable, Mapping, Optional
-from urllib.parse import urljoin, urlsplit
+from typing import Optional
+from urllib.parse import urlsplit
 
 import requests
 
-from . import __version__, names
-from .errors import (AuthError, ColabSDError, DiskFullError, DownloadCancelled, DownloadError, ErrorPageError,
-                     InputError, IntegrityError, NotFoundError)
+from . import names
+from .errors import DiskFullError, DownloadCancelled, DownloadError, ErrorPageError, InputError, IntegrityError
 from .events import Completed, Info, Listener, Meter, guard
+from .http import (Retryable, backoff, expects_binary, explained, human_size, looks_like_page, new_session,
+                   open_stream, page_excerpt, parse_content_range, short, strong_validator)
 from .lock import FileLock
 from .remote import FetchResult, RemoteFile
-from .tokens import redact, redact_url, remember_secret
+from .tokens import remember_secret
 
 log = logging.getLogger("colab_sd.transfer")
 
-USER_AGENT = f"colab-sd/{__version__}"
 PART_SUFFIX = ".part"
 STATE_SUFFIX = ".part.json"
 LOCK_SUFFIX = ".part.lock"
-MAX_REDIRECTS = 10
-# Names whose bodies may legitimately be text; every other name expects binary model bytes.
-TEXT_EXTENSIONS = (".json", ".txt", ".yaml", ".yml", ".md", ".html", ".htm", ".xml", ".csv", ".py")
-_LOGIN_PATH = re.compile(r"/(login|signin|sign-in|auth)(/|$|\?)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -65,204 +60,8 @@ class TransferOptions:
         return dataclasses.replace(self, **changes)
 
 
-# ---------------------------------------------------------------------------------------------- decisions
-
-
-class _Retryable(Exception):
-    """A failure worth another attempt: connection trouble, a stall, 5xx, 429."""
-
-    def __init__(self, reason: str, wait: Optional[float] = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.wait = wait
-
-
 class _Again(Exception):
     """Look again from the start without counting an attempt (another process just finished this file)."""
-
-
-def backoff(attempt: int, options: TransferOptions, retry_after: Optional[float] = None) -> float:
-    """Seconds to wait before attempt `attempt` (1-based): the server's Retry-After, else capped doubling."""
-    if retry_after is not None:
-        return max(0.0, min(retry_after, options.backoff_cap))
-    return min(options.backoff_base * (2 ** (attempt - 1)), options.backoff_cap)
-
-
-def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
-    """Retry-After as seconds: either a number or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
-
-
-def parse_content_range(value: Optional[str]) -> tuple[Optional[int], Optional[int], Optional[int]]:
-    """`bytes 100-199/1000` → (100, 199, 1000); `bytes */1000` → (None, None, 1000); unknown parts None."""
-    if not value:
-        return None, None, None
-    m = re.match(r"\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)", value, re.IGNORECASE)
-    if not m:
-        return None, None, None
-    start, end, total = m.groups()
-    return (int(start) if start else None, int(end) if end else None, int(total) if total and total != "*" else None)
-
-
-def strong_validator(headers: Mapping[str, str]) -> Optional[str]:
-    """What If-Range may carry: a strong ETag, else Last-Modified (weak ETags are not allowed there)."""
-    etag = headers.get("ETag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    return headers.get("Last-Modified")
-
-
-def expects_binary(name: Optional[str]) -> bool:
-    return not (name or "").lower().endswith(TEXT_EXTENSIONS)
-
-
-def looks_like_page(content_type: Optional[str], head: bytes) -> bool:
-    """An HTML or JSON body (by Content-Type or first bytes), i.e. an error or login page, not model bytes."""
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype in ("text/html", "application/xhtml+xml", "application/json", "application/problem+json", "text/plain",
-                 "application/xml", "text/xml"):
-        return True
-    start = head.lstrip()[:64].lower()
-    return start.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or (
-        start.startswith(b"{") and (b'"error' in head[:2048].lower() or b'"message' in head[:2048].lower()))
-
-
-def page_excerpt(body: bytes, limit: int = 160) -> str:
-    """A short, token-free human summary of an error page: a JSON message or the HTML title/text."""
-    text = body.decode("utf-8", "replace")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        for key in ("error", "message", "detail", "reason", "msg"):
-            value = data.get(key)
-            if isinstance(value, dict):
-                value = value.get("message") or json.dumps(value)
-            if value:
-                text = str(value)
-                break
-    else:
-        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-        body_text = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", text, flags=re.IGNORECASE | re.DOTALL)
-        body_text = re.sub(r"<[^>]+>", " ", body_text)
-        text = (title.group(1) + ": " if title else "") + body_text
-    text = re.sub(r"\s+", " ", text).strip()
-    text = redact(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def human_size(n: Optional[float]) -> str:
-    if n is None:
-        return "size unknown"
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
-# ---------------------------------------------------------------------------------------------- HTTP
-
-
-def new_session() -> requests.Session:
-    session = requests.Session()
-    session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
-    return session
-
-
-def _same_origin(a: str, b: str) -> bool:
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
-
-
-def open_stream(session: requests.Session, remote: RemoteFile, options: TransferOptions, *,
-                extra_headers: Optional[Mapping[str, str]] = None, emit: Listener = guard(None),
-                job: Optional[str] = None) -> requests.Response:
-    """GET `remote.url`, following redirects by hand; returns the final, successful streaming response.
-
-    The source's headers (auth) go to the origin only. A redirect to a login page, and error
-    statuses, become errors here (the source's `explain` gets the first word); 5xx, 429 and
-    connection failures raise `_Retryable`.
-    """
-    url = remote.url
-    for hop in range(MAX_REDIRECTS + 1):
-        headers = dict(extra_headers or {})
-        if _same_origin(url, remote.url):
-            headers.update(remote.headers)
-        try:
-            resp = session.get(url, headers=headers, stream=True, allow_redirects=False,
-                               timeout=(options.connect_timeout, options.stall_timeout))
-        except requests.exceptions.SSLError as err:
-            raise DownloadError(f"TLS error talking to {urlsplit(url).hostname}: {redact(err)}") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
-            raise _Retryable(f"cannot reach {urlsplit(url).hostname}: {_short(err)}") from None
-        if resp.is_redirect:
-            location = resp.headers.get("Location", "")
-            resp.close()
-            target = urljoin(url, location)
-            if _LOGIN_PATH.search(urlsplit(target).path):
-                raise _explained(remote, 302, resp.headers, b"", target) or AuthError(
-                    f"the server sent the download to a login page ({urlsplit(target).hostname}): "
-                    "this file needs an account token; set it and run again")
-            if hop < MAX_REDIRECTS:
-                emit(Info(f"redirected to {urlsplit(target).hostname}", job=job))
-            log.debug("redirect %s -> %s", redact_url(url), redact_url(target))
-            url = target
-            continue
-        if resp.status_code in (200, 206, 416):
-            return resp
-        _raise_for_status(remote, resp, url)
-    raise DownloadError(f"too many redirects (more than {MAX_REDIRECTS}) for {remote.shown_url}")
-
-
-def _explained(remote: RemoteFile, status: int, headers, body: bytes, url: str) -> Optional[Exception]:
-    if remote.explain is None:
-        return None
-    try:
-        return remote.explain(status, headers, body, url)
-    except Exception:  # a broken explainer must not hide the real failure
-        log.debug("explain() raised", exc_info=True)
-        return None
-
-
-def _raise_for_status(remote: RemoteFile, resp: requests.Response, url: str) -> None:
-    status = resp.status_code
-    try:
-        body = resp.raw.read(65536, decode_content=True) or b""
-    except Exception:
-        body = b""
-    finally:
-        resp.close()
-    if status == 429 or status >= 500:
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        raise _Retryable(f"the server answered {status} {resp.reason or ''}".strip(), wait=retry_after)
-    err = _explained(remote, status, resp.headers, body, url)
-    if err is not None:
-        raise err
-    host = urlsplit(url).hostname
-    detail = page_excerpt(body) if body else ""
-    detail = f" ({detail})" if detail else ""
-    if status in (401, 403):
-        raise AuthError(f"{host} refused access ({status}){detail}: this file needs a valid token or permission")
-    if status in (404, 410):
-        raise NotFoundError(f"{host} has no such file ({status}){detail}: check the URL")
-    raise DownloadError(f"{host} answered {status} {resp.reason or ''}{detail}".strip())
-
-
-def _short(err: BaseException) -> str:
-    text = redact(str(err))
-    text = re.sub(r"<urllib3[^>]*>", "", text)
-    return text if len(text) <= 140 else text[:139] + "…"
 
 
 # ---------------------------------------------------------------------------------------------- the .part and its state
@@ -389,7 +188,7 @@ class _Download:
                 except _Again:
                     hinted = self.learned_name or hinted
                     continue
-                except _Retryable as err:
+                except Retryable as err:
                     hinted = self.learned_name or hinted
                     attempt += 1
                     if attempt > self.options.retries:
@@ -461,7 +260,7 @@ class _Download:
             start, _end, total = parse_content_range(resp.headers.get("Content-Range"))
             if start != offset or (state.total and total and total != state.total):
                 target.discard()
-                raise _Retryable("the server resumed at the wrong place; starting over", wait=0)
+                raise Retryable("the server resumed at the wrong place; starting over", wait=0)
             if offset:
                 self.emit(Info(f"resuming {target.final.name} at {human_size(offset)}", job=self.job))
                 log.info("resume %s at %d", self.job, offset)
@@ -476,7 +275,7 @@ class _Download:
         head = self._first_bytes(resp)
         if expects_binary(target.final.name) and looks_like_page(resp.headers.get("Content-Type"), head):
             body = head + (resp.raw.read(65536 - len(head), decode_content=True) or b"")
-            raise _explained(self.remote, status, resp.headers, body, resp.url) or ErrorPageError(
+            raise explained(self.remote, status, resp.headers, body, resp.url) or ErrorPageError(
                 f"{urlsplit(resp.url).hostname} sent a web page instead of {target.final.name}: "
                 f"\"{page_excerpt(body)}\"; the link may need a token or may have expired")
         self._check_space(target, total, offset)
@@ -490,7 +289,7 @@ class _Download:
         try:
             return resp.raw.read(min(4096, self.options.chunk_size), decode_content=True) or b""
         except Exception as err:
-            raise _Retryable(f"connection lost: {_short(err)}") from None
+            raise Retryable(f"connection lost: {short(err)}") from None
 
     def _on_416(self, resp: requests.Response, target: _Target, offset: int, state: PartState) -> FetchResult:
         _, _, total = parse_content_range(resp.headers.get("Content-Range"))
@@ -499,7 +298,7 @@ class _Download:
             digest = self._prefix_digest(target, offset)
             return self._finish(target, offset, total, digest)
         target.discard()  # the .part is longer than the file, or unknowable: start clean
-        raise _Retryable("the partial file does not fit the server's file; starting over", wait=0)
+        raise Retryable("the partial file does not fit the server's file; starting over", wait=0)
 
     def _prefix_digest(self, target: _Target, offset: int):
         if not self.options.verify:
@@ -542,17 +341,17 @@ class _Download:
                 if isinstance(err, (DiskFullError,)):
                     raise
                 fh.flush()
-                raise _Retryable(f"connection lost at {human_size(done)}: {_short(err)}") from None
+                raise Retryable(f"connection lost at {human_size(done)}: {short(err)}") from None
             except Exception as err:  # urllib3's ProtocolError / ReadTimeoutError are not RequestExceptions here
                 if type(err).__module__.startswith("urllib3"):
                     fh.flush()
-                    raise _Retryable(f"connection lost at {human_size(done)}: {_short(err)}") from None
+                    raise Retryable(f"connection lost at {human_size(done)}: {short(err)}") from None
                 raise
             if self.options.fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
         if total is not None and done < total:
-            raise _Retryable(f"the connection closed early at {human_size(done)} of {human_size(total)}")
+            raise Retryable(f"the connection closed early at {human_size(done)} of {human_size(total)}")
         return done
 
     def _write_chunk(self, fh, chunk: bytes, target: _Target) -> None:

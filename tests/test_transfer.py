@@ -165,7 +165,7 @@ def test_500_then_success_and_429_retry_after(server, tmp_path):
 
 
 def test_retry_after_is_honoured_and_capped():
-    from colab_sd.transfer import backoff, parse_retry_after
+    from colab_sd.http import backoff, parse_retry_after
     opts = TransferOptions(backoff_base=1, backoff_cap=10)
     assert backoff(1, opts, parse_retry_after("3")) == 3
     assert backoff(1, opts, parse_retry_after("3600")) == 10

@@ -1,0 +1,221 @@
+"""HTTP for downloads: opening a stream by hand through redirects, and what each answer means.
+
+Small pure functions decide (how long to wait, what a Content-Range says, whether a body is an error
+page); `open_stream` applies them. Auth headers from a source go to the origin host only, never to a
+host a redirect leads to (signed storage URLs must not see a CivitAI or Hub token).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from email.utils import parsedate_to_datetime
+from typing import Mapping, Optional
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from . import __version__
+from .errors import AuthError, DownloadError, NotFoundError
+from .events import Info, Listener, guard
+from .remote import RemoteFile
+from .tokens import redact, redact_url
+
+log = logging.getLogger("colab_sd.http")
+
+USER_AGENT = f"colab-sd/{__version__}"
+MAX_REDIRECTS = 10
+# Names whose bodies may legitimately be text; every other name expects binary model bytes.
+TEXT_EXTENSIONS = (".json", ".txt", ".yaml", ".yml", ".md", ".html", ".htm", ".xml", ".csv", ".py")
+_LOGIN_PATH = re.compile(r"/(login|signin|sign-in|auth)(/|$|\?)", re.IGNORECASE)
+
+
+class Retryable(Exception):
+    """A failure worth another attempt: connection trouble, a stall, 5xx, 429."""
+
+    def __init__(self, reason: str, wait: Optional[float] = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+def backoff(attempt: int, options, retry_after: Optional[float] = None) -> float:
+    """Seconds to wait before attempt `attempt` (1-based): the server's Retry-After, else capped doubling."""
+    if retry_after is not None:
+        return max(0.0, min(retry_after, options.backoff_cap))
+    return min(options.backoff_base * (2 ** (attempt - 1)), options.backoff_cap)
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def parse_content_range(value: Optional[str]) -> tuple[Optional[int], Optional[int], Optional[int]]:
+    """`bytes 100-199/1000` → (100, 199, 1000); `bytes */1000` → (None, None, 1000); unknown parts None."""
+    if not value:
+        return None, None, None
+    m = re.match(r"\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)", value, re.IGNORECASE)
+    if not m:
+        return None, None, None
+    start, end, total = m.groups()
+    return (int(start) if start else None, int(end) if end else None, int(total) if total and total != "*" else None)
+
+
+def strong_validator(headers: Mapping[str, str]) -> Optional[str]:
+    """What If-Range may carry: a strong ETag, else Last-Modified (weak ETags are not allowed there)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+def expects_binary(name: Optional[str]) -> bool:
+    return not (name or "").lower().endswith(TEXT_EXTENSIONS)
+
+
+def looks_like_page(content_type: Optional[str], head: bytes) -> bool:
+    """An HTML or JSON body (by Content-Type or first bytes), i.e. an error or login page, not model bytes."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype in ("text/html", "application/xhtml+xml", "application/json", "application/problem+json", "text/plain",
+                 "application/xml", "text/xml"):
+        return True
+    start = head.lstrip()[:64].lower()
+    return start.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or (
+        start.startswith(b"{") and (b'"error' in head[:2048].lower() or b'"message' in head[:2048].lower()))
+
+
+def page_excerpt(body: bytes, limit: int = 160) -> str:
+    """A short, token-free human summary of an error page: a JSON message or the HTML title/text."""
+    text = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("error", "message", "detail", "reason", "msg"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or json.dumps(value)
+            if value:
+                text = str(value)
+                break
+    else:
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        body_text = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", text, flags=re.IGNORECASE | re.DOTALL)
+        body_text = re.sub(r"<[^>]+>", " ", body_text)
+        text = (title.group(1) + ": " if title else "") + body_text
+    text = re.sub(r"\s+", " ", text).strip()
+    text = redact(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def human_size(n: Optional[float]) -> str:
+    if n is None:
+        return "size unknown"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def new_session() -> requests.Session:
+    session = requests.Session()
+    session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+    return session
+
+
+def same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+def open_stream(session: requests.Session, remote: RemoteFile, options, *,
+                extra_headers: Optional[Mapping[str, str]] = None, emit: Listener = guard(None),
+                job: Optional[str] = None) -> requests.Response:
+    """GET `remote.url`, following redirects by hand; returns the final, successful streaming response.
+
+    The source's headers (auth) go to the origin only. A redirect to a login page, and error
+    statuses, become errors here (the source's `explain` gets the first word); 5xx, 429 and
+    connection failures raise `Retryable`.
+    """
+    url = remote.url
+    for hop in range(MAX_REDIRECTS + 1):
+        headers = dict(extra_headers or {})
+        if same_origin(url, remote.url):
+            headers.update(remote.headers)
+        try:
+            resp = session.get(url, headers=headers, stream=True, allow_redirects=False,
+                               timeout=(options.connect_timeout, options.stall_timeout))
+        except requests.exceptions.SSLError as err:
+            raise DownloadError(f"TLS error talking to {urlsplit(url).hostname}: {redact(err)}") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
+            raise Retryable(f"cannot reach {urlsplit(url).hostname}: {short(err)}") from None
+        if resp.is_redirect:
+            location = resp.headers.get("Location", "")
+            resp.close()
+            target = urljoin(url, location)
+            if _LOGIN_PATH.search(urlsplit(target).path):
+                raise explained(remote, 302, resp.headers, b"", target) or AuthError(
+                    f"the server sent the download to a login page ({urlsplit(target).hostname}): "
+                    "this file needs an account token; set it and run again")
+            if hop < MAX_REDIRECTS:
+                emit(Info(f"redirected to {urlsplit(target).hostname}", job=job))
+            log.debug("redirect %s -> %s", redact_url(url), redact_url(target))
+            url = target
+            continue
+        if resp.status_code in (200, 206, 416):
+            return resp
+        raise_for_status(remote, resp, url)
+    raise DownloadError(f"too many redirects (more than {MAX_REDIRECTS}) for {remote.shown_url}")
+
+
+def explained(remote: RemoteFile, status: int, headers, body: bytes, url: str) -> Optional[Exception]:
+    if remote.explain is None:
+        return None
+    try:
+        return remote.explain(status, headers, body, url)
+    except Exception:  # a broken explainer must not hide the real failure
+        log.debug("explain() raised", exc_info=True)
+        return None
+
+
+def raise_for_status(remote: RemoteFile, resp: requests.Response, url: str) -> None:
+    status = resp.status_code
+    try:
+        body = resp.raw.read(65536, decode_content=True) or b""
+    except Exception:
+        body = b""
+    finally:
+        resp.close()
+    if status == 429 or status >= 500:
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        raise Retryable(f"the server answered {status} {resp.reason or ''}".strip(), wait=retry_after)
+    err = explained(remote, status, resp.headers, body, url)
+    if err is not None:
+        raise err
+    host = urlsplit(url).hostname
+    detail = page_excerpt(body) if body else ""
+    detail = f" ({detail})" if detail else ""
+    if status in (401, 403):
+        raise AuthError(f"{host} refused access ({status}){detail}: this file needs a valid token or permission")
+    if status in (404, 410):
+        raise NotFoundError(f"{host} has no such file ({status}){detail}: check the URL")
+    raise DownloadError(f"{host} answered {status} {resp.reason or ''}{detail}".strip())
+
+
+def short(err: BaseException) -> str:
+    text = redact(str(err))
+    text = re.sub(r"<urllib3[^>]*>", "", text)
+    return text if len(text) <= 140 else text[:139] + "…"
