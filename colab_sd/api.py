@@ -1,51 +1,286 @@
 """`download()`: a URL in, a verified file in the right models folder out.
 
-The sources turn a URL into RemoteFiles; the transfer engine (or a source's own fetcher) moves
-the bytes; this module ties them to the models library and reports through events.
+The sources turn a URL into a Plan of RemoteFiles; the transfer engine (or a source's own
+fetcher: the Hub client, gdown) moves the bytes; this module decides the folder, reads the file's
+header when the source does not say what it is, writes the sidecar and reports through events.
+
+Files of unknown kind are fetched into `<root>/other/` (a stable place, so an interrupted download
+resumes from its `.part` on the next run), probed, then moved (same filesystem: an atomic rename)
+into their kind folder. A link already downloaded (same source in a sidecar, same size)
+is not fetched again.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Optional
 
-from .errors import ColabSDError, DownloadCancelled
-from .events import Cancelled, Error, Listener, Throttle
+from . import library
+from .errors import ColabSDError, DownloadCancelled, InputError
+from .events import Cancelled, Completed, Error, Info, Listener, Throttle
 from .library import kind_dir, models_root, normalize_kind
-from .remote import RemoteFile
+from .remote import FetchResult, RemoteFile
 from .tokens import TokenStore, redact, redact_url
 from .transfer import TransferOptions, fetch
 
 log = logging.getLogger("colab_sd.api")
 
+# Where a download whose kind is known only once it is here is fetched: `other/`, because that is where it stays
+# when the probe cannot tell, and a stable place, so that an interrupted download resumes from its `.part`.
+INCOMING = "other"
+
 
 def download(url: str, kind: Optional[str] = None, models_dir=None, name: Optional[str] = None,
              sha256: Optional[str] = None, on_event: Optional[Listener] = None, *,
              tokens: Optional[TokenStore] = None, connections: Optional[int] = None,
-             cancel: Optional[threading.Event] = None, options: Optional[TransferOptions] = None) -> Path:
-    """Download `url` into `<models_dir>/<kind>/` and return the final path.
+             cancel: Optional[threading.Event] = None, options: Optional[TransferOptions] = None,
+             source: Optional[str] = None) -> Path:
+    """Download `url` into `<models_dir>/<kind>/` and return the final path (a folder for a
+    diffusers repo or a Drive folder).
 
+    `url`: a CivitAI link (any form, an AIR urn, `civitai:VERSION`), a Hugging Face link or
+    `owner/repo[/file]`, a Google Drive file or folder link, or any direct http(s) link.
     `kind` ("checkpoint", "lora", …) wins over what the source or the file says; `name` wins over
-    the server's file name; `sha256` is checked when given. Events go to `on_event` (throttled,
-    and a listener that raises is ignored). Raises a `ColabSDError` subclass with a one-line
-    message; KeyboardInterrupt keeps the `.part` for resume, emits `cancelled` and propagates.
+    the server's file name; `sha256` is checked when given (a source's own hash is checked
+    anyway). Events go to `on_event` (throttled; a listener that raises is ignored). Raises a
+    `ColabSDError` subclass with a one-line message; KeyboardInterrupt keeps the `.part` for
+    resume, emits `cancelled` and propagates.
     """
-    job = redact_url(url)
+    from . import sources
+
+    job = redact_url(str(url).strip())
     emit = Throttle(on_event)
-    kind = normalize_kind(kind)
-    options = options or TransferOptions()
-    if connections is not None:
-        options = options.replace(connections=connections)
-    remote = RemoteFile(url=url.strip(), sha256=sha256)
-    folder = kind_dir(models_root(models_dir), kind or remote.kind)
-    log.info("download %s kind=%s into %s", job, kind or "auto", folder)
     try:
-        result = fetch(remote, folder, name=name, on_event=emit, cancel=cancel, options=options, job=job)
+        user_kind = normalize_kind(kind)
+        root = models_root(models_dir)
+        options = options or TransferOptions()
+        if connections is not None:
+            options = options.replace(connections=connections)
+        tokens = tokens if tokens is not None else TokenStore()
+        emit(Info(f"resolving {job}", job=job))
+        plan = sources.resolve(url, tokens, source=source)
+        for note in plan.notes:
+            emit(Info(note, job=job))
+        log.info("download %s (%s) kind=%s into %s", job, plan.source, user_kind or plan.kind or "auto", root)
+        run = _Run(plan, root, user_kind, emit, job, cancel, options)
+        if plan.is_folder:
+            if name or sha256:
+                raise InputError(f"{job} is a whole folder of files: --name and --sha256 apply to one file only")
+            return run.folder()
+        remote = plan.files[0]
+        if sha256:
+            remote = dataclasses.replace(remote, sha256=sha256.strip().lower())
+        return run.single(remote, name)
     except (KeyboardInterrupt, DownloadCancelled):
         emit(Cancelled(job=job))
         raise
     except ColabSDError as err:
         emit(Error(message=redact(err), job=job))
         raise
-    return Path(result.path)
+
+
+class _Run:
+    """One download() call: where things go, and the bookkeeping around the fetch."""
+
+    def __init__(self, plan, root: Path, user_kind: Optional[str], emit: Listener, job: str,
+                 cancel: Optional[threading.Event], options: TransferOptions):
+        self.plan, self.root, self.user_kind = plan, Path(root), user_kind
+        self.emit, self.job, self.cancel, self.options = emit, job, cancel, options
+
+    def _inner(self, event) -> None:
+        """Events from a fetch: everything but its own `completed` (ours says where the file ended up)."""
+        if not isinstance(event, Completed):
+            self.emit(event)
+
+    def _fetch(self, remote: RemoteFile, dest: Path, name: Optional[str]) -> FetchResult:
+        if remote.fetcher is not None:  # called here (not via transfer.fetch) so that its events carry our job
+            return remote.fetcher(remote, dest, name=name, on_event=self._inner, cancel=self.cancel,
+                                  options=self.options, job=self.job)
+        return fetch(remote, dest, name=name, on_event=self._inner, cancel=self.cancel, options=self.options,
+                     job=self.job)
+
+    # -- one file -----------------------------------------------------------------------------------
+
+    def single(self, remote: RemoteFile, name: Optional[str]) -> Path:
+        known = self.user_kind or remote.kind
+        if name is None:
+            have = library.find_by_source(self.root, self.plan.url, kind=known, sha256=remote.sha256)
+            if have is not None:
+                return self._already(have)
+        dest = kind_dir(self.root, known) if known else kind_dir(self.root, INCOMING)
+        result = self._fetch(remote, dest, name)
+        path = Path(result.path)
+        probe = _probe(path)
+        kind = known or _kind_from_probe(probe, path.name, self.emit, self.job)
+        if not known:
+            path = _place(path, kind_dir(self.root, kind), self.emit, self.job)
+        meta = self._meta(remote, kind, probe, sha256=result.sha256, size=result.bytes)
+        self._sidecar(path, meta, result.skipped)
+        self.emit(Completed(path=str(path), bytes=result.bytes, sha256=result.sha256, skipped=result.skipped,
+                            job=self.job))
+        return path
+
+    # -- a folder: a diffusers repo (many RemoteFiles) or a Drive folder (one fetcher, a folder back) ------
+
+    def folder(self) -> Path:
+        first = self.plan.files[0]
+        known = self.user_kind or self.plan.kind
+        if self.plan.folder:  # the name is known up front (a Hub repo)
+            have = library.find_by_source(self.root, self.plan.url, kind=known)
+            if have is not None:
+                return self._already(have)
+            base = (kind_dir(self.root, known) if known else kind_dir(self.root, INCOMING)) / self.plan.folder
+            total, skipped, verified = 0, True, 0
+            for i, remote in enumerate(self.plan.files, 1):
+                dest = base / remote.subdir if remote.subdir else base
+                self.emit(Info(f"[{i}/{len(self.plan.files)}] {remote.subdir + '/' if remote.subdir else ''}"
+                               f"{remote.filename}", job=self.job))
+                result = self._fetch(remote, dest, None)
+                total += result.bytes
+                skipped = skipped and result.skipped
+                verified += bool(remote.sha256)
+            path = base
+        else:
+            dest = kind_dir(self.root, known) if known else kind_dir(self.root, INCOMING)
+            result = self._fetch(first, dest, None)
+            path, total, skipped, verified = Path(result.path), result.bytes, result.skipped, 0
+        probe = _probe(path) if path.is_dir() and (path / "model_index.json").is_file() else None
+        kind = known or (probe.kind if probe and probe.kind else _folder_kind(path, self.emit, self.job))
+        if not known:
+            path = _place(path, kind_dir(self.root, kind), self.emit, self.job)
+        meta = self._meta(first, kind, probe, sha256=None, size=total)
+        meta["files"] = sum(1 for p in path.rglob("*") if p.is_file())
+        meta["sha256_verified_files"] = verified
+        if isinstance(meta.get("huggingface"), dict):
+            meta["huggingface"] = {k: v for k, v in meta["huggingface"].items() if k != "path"}
+        self._sidecar(path, meta, skipped)
+        self.emit(Completed(path=str(path), bytes=total, sha256=None, skipped=skipped, job=self.job))
+        return path
+
+    # -- bookkeeping ----------------------------------------------------------------------------------
+
+    def _already(self, path: Path) -> Path:
+        meta = library.read_sidecar(path)
+        self.emit(Info(f"already in the library: {path.parent.name}/{path.name} (from this link on "
+                       f"{meta.get('downloaded_at', '?')}); delete it to download again", job=self.job))
+        size = meta.get("size") or (path.stat().st_size if path.is_file() else 0)
+        self.emit(Completed(path=str(path), bytes=int(size), sha256=meta.get("sha256"), skipped=True, job=self.job))
+        return path
+
+    def _meta(self, remote: RemoteFile, kind: str, probe, *, sha256: Optional[str], size: int) -> dict:
+        meta = {k: v for k, v in dict(remote.meta).items() if k not in ("folder", "is_folder", "size_estimate")}
+        family = getattr(probe, "family", None)
+        meta.update({
+            "source": self.plan.url,
+            "source_name": self.plan.source,
+            "kind": kind,
+            "sha256": sha256,
+            "sha256_verified": bool(remote.sha256 and sha256 and remote.sha256.lower() == sha256.lower()),
+            "size": size,
+            "family": family,
+        })
+        if probe is not None:
+            meta["probe"] = probe.summary
+            if getattr(probe, "variant", None):
+                meta["variant"] = probe.variant
+        if not meta.get("base_model") and family:
+            from .probe import FAMILY_NAMES
+
+            meta["base_model"] = FAMILY_NAMES.get(family, family)
+        meta.setdefault("trigger_words", [])
+        return meta
+
+    def _sidecar(self, path: Path, meta: dict, skipped: bool) -> None:
+        if skipped:  # keep what the library knew (first download time), refresh the rest
+            old = library.read_sidecar(path)
+            if old.get("downloaded_at"):
+                meta["downloaded_at"] = old["downloaded_at"]
+        library.write_sidecar(path, meta)
+
+
+# ---------------------------------------------------------------------------------------------- placing files
+
+
+def _probe(path: Path):
+    """The probe's verdict, or None when the file cannot be read as a model (never raises)."""
+    try:
+        from .probe import inspect
+
+        return inspect(path)
+    except Exception:  # a probe failure must not lose a finished download
+        log.debug("probe failed for %s", path, exc_info=True)
+        return None
+
+
+def _kind_from_probe(probe, name: str, emit: Listener, job: str) -> str:
+    if probe is not None and probe.kind:
+        emit(Info(f"{name}: {probe.summary} → {probe.kind}/", job=job))
+        return probe.kind
+    why = "; ".join(getattr(probe, "reasons", ()) or ()) or "its contents do not look like a known model kind"
+    emit(Info(f"{name}: could not tell what this file is ({why}); saved in other/ (use --type to choose)", job=job))
+    return "other"
+
+
+def _folder_kind(path: Path, emit: Listener, job: str) -> str:
+    """A folder of files takes the one kind its model files agree on, else `other`."""
+    kinds = set()
+    for f in path.rglob("*"):
+        if f.is_file() and f.name.lower().endswith(library.MODEL_EXTENSIONS):
+            probe = _probe(f)
+            kinds.add(probe.kind if probe is not None and probe.kind else "other")
+    if len(kinds) == 1:
+        kind = kinds.pop()
+        emit(Info(f"{path.name}/: every model file in it is a {kind} → {kind}/", job=job))
+        return kind
+    emit(Info(f"{path.name}/: " + ("no model file in it" if not kinds else f"mixed kinds ({', '.join(sorted(kinds))})")
+              + "; saved in other/ (use --type to choose)", job=job))
+    return "other"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    from .transfer import file_sha256
+
+    return file_sha256(a).hexdigest() == file_sha256(b).hexdigest()
+
+
+def _place(path: Path, folder: Path, emit: Listener, job: str) -> Path:
+    """Move a fetched file or folder into its kind folder (an atomic rename on the same filesystem).
+
+    A file already there with the same bytes is kept (the new copy dropped); a different file of the
+    same name is not overwritten: the newcomer gets a suffix.
+    """
+    target = folder / path.name
+    if path.resolve() == target.resolve():
+        return target
+    if target.exists():
+        if path.is_file() and target.is_file() and _same_file(path, target):
+            path.unlink()
+            return target
+        if path.is_dir() and target.is_dir():
+            _merge_tree(path, target)
+            return target
+        stem, dot, ext = path.name.partition(".")
+        n = 2
+        while (folder / f"{stem}-{n}{dot}{ext}").exists():
+            n += 1
+        target = folder / f"{stem}-{n}{dot}{ext}"
+        emit(Info(f"{folder.name}/{path.name} exists with other contents; saving as {target.name}", job=job))
+    os.replace(path, target)
+    return target
+
+
+def _merge_tree(src: Path, dst: Path) -> None:
+    for p in sorted(src.rglob("*")):
+        to = dst / p.relative_to(src)
+        if p.is_dir():
+            to.mkdir(parents=True, exist_ok=True)
+        else:
+            to.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, to)
+    shutil.rmtree(src, ignore_errors=True)

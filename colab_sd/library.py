@@ -194,3 +194,35 @@ def find_model(root: os.PathLike | str, kind: str, name: str) -> Optional[ModelE
         if len(found) == 1:
             return found[0]
     return None
+
+
+def find_by_source(root: os.PathLike | str, source: str, kind: Optional[str] = None,
+                   sha256: Optional[str] = None) -> Optional[Path]:
+    """The model (file or folder) downloaded from `source` before, when it is still there whole.
+
+    Matches the sidecar's (redacted) source URL; the model must exist with the sidecar's size and,
+    when `sha256` is given, the sidecar's sha256 must be that one. Looks in `kind`'s folder only
+    when a kind is given.
+    """
+    wanted = redact_url(source.strip())
+    root = Path(root)
+    for k in ([normalize_kind(kind)] if kind else list(KINDS)):
+        folder = root / k
+        if not folder.is_dir():
+            continue
+        for side in folder.rglob("*" + SIDECAR_SUFFIX):
+            if any(part.startswith(".") for part in side.relative_to(folder).parts):
+                continue  # staging folders
+            model = side.with_name(side.name[: -len(SIDECAR_SUFFIX)])
+            if not model.exists():
+                continue
+            meta = read_sidecar(model)
+            if meta.get("source") != wanted:
+                continue
+            if sha256 and (meta.get("sha256") or "").lower() != sha256.lower():
+                continue
+            size = model.stat().st_size if model.is_file() else _folder_size(model)
+            if meta.get("size") is not None and int(meta["size"]) != size:
+                continue
+            return model
+    return None

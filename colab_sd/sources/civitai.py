@@ -1,0 +1,390 @@
+"""CivitAI: every URL form a user pastes → one metadata call → the RemoteFile to fetch.
+
+Two id spaces never mix: a *model* id (the page, `/models/4384`) and a *model-version* id (the
+download, `/api/download/models/128713`). The metadata gives the kind (folder), the file, its
+SHA256, the base model and the trigger words; the download itself goes through the engine with
+the token as a Bearer header that only the CivitAI host ever sees.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from ..errors import AuthError, InputError, NotFoundError
+from ..remote import RemoteFile
+from ..tokens import Token, TokenStore, remember_secret, redact_url
+from .http import get_json
+
+log = logging.getLogger("colab_sd.sources.civitai")
+
+NAME = "civitai"
+DEFAULT_ENDPOINT = "https://civitai.com"
+# The site and its mirrors; the host of $CIVITAI_ENDPOINT is added at call time.
+HOSTS = ("civitai.com", "civitai.red", "civitai.green")
+
+NEEDS_TOKEN = ("this model needs a CivitAI API token: set CIVITAI_TOKEN or enter it in the Tokens panel "
+               "(civitai.com → Account settings → API keys)")
+BAD_TOKEN = ("CivitAI rejected the API token ({origin}): check CIVITAI_TOKEN or the Tokens panel "
+             "(civitai.com → Account settings → API keys)")
+
+# CivitAI model.type → library kind (see the reference's table).
+_TYPE_KIND = {
+    "checkpoint": "checkpoint", "lora": "lora", "locon": "lora", "dora": "lora", "lycoris": "lora",
+    "vae": "vae", "textualinversion": "embedding", "controlnet": "controlnet", "upscaler": "upscaler",
+}
+# files[].type values that decide the kind whatever the model type is.
+_FILE_TYPE_KIND = {"vae": "vae", "negative": "embedding", "training data": "other", "archive": "other"}
+# AIR type words → CivitAI model types (used only for a message when the API is silent).
+_DOWNLOAD_FILTERS = ("type", "format", "size", "fp")
+
+
+@dataclass(frozen=True)
+class CivitaiRef:
+    """What a pasted CivitAI reference names; at least one of the ids is set."""
+
+    model_id: Optional[int] = None
+    version_id: Optional[int] = None
+    file_id: Optional[int] = None
+    filters: Mapping[str, str] = field(default_factory=dict)  # type / format / size / fp of /api/download
+    base: Optional[str] = None  # scheme://host of the pasted URL (a mirror), None for urn / shorthand
+    token: Optional[str] = field(default=None, repr=False)  # a `?token=` the user pasted (used, never shown)
+
+
+# ---------------------------------------------------------------------------------------------- hosts
+
+
+def endpoint_override() -> Optional[str]:
+    """`$CIVITAI_ENDPOINT` without a trailing slash (a local fake, a self-hosted mirror), or None."""
+    value = os.environ.get("CIVITAI_ENDPOINT", "").strip().rstrip("/")
+    return value or None
+
+
+def _host_key(url: str) -> str:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def is_civitai_host(url: str) -> bool:
+    """True when `url` is on CivitAI, a mirror, or the `$CIVITAI_ENDPOINT` host."""
+    key = _host_key(url)
+    host = key.split(":")[0]
+    if any(host == h or host.endswith("." + h) for h in HOSTS):
+        return True
+    override = endpoint_override()
+    return bool(override) and key == _host_key(override)
+
+
+_AIR = re.compile(r"^(?:urn:)?air:(?P<eco>[\w.-]+):(?P<type>[\w.-]+):civitai:(?P<model>\d+)(?:@(?P<version>\d+))?"
+                  r"(?::[\w.-]+)?(?:\.[\w]+)?$", re.IGNORECASE)
+_SHORT = re.compile(r"^civitai:(?:(?P<model>\d+)@)?(?P<version>\d+)$", re.IGNORECASE)
+
+
+def matches(url: str) -> bool:
+    """The dispatch test: an AIR urn, `civitai:ID`, or an http(s) URL on a CivitAI host."""
+    text = url.strip()
+    if _AIR.match(text) or _SHORT.match(text):
+        return True
+    return text.lower().startswith(("http://", "https://")) and is_civitai_host(text)
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+def _int(value: str, what: str, url: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} in {redact_url(url)!r} is not a number: use a link copied from civitai.com") from None
+
+
+def parse(url: str) -> CivitaiRef:
+    """Parse any CivitAI URL form into a `CivitaiRef` (pure: no I/O)."""
+    text = url.strip()
+    m = _AIR.match(text)
+    if m:
+        return CivitaiRef(model_id=int(m["model"]), version_id=int(m["version"]) if m["version"] else None)
+    m = _SHORT.match(text)
+    if m:
+        return CivitaiRef(model_id=int(m["model"]) if m["model"] else None, version_id=int(m["version"]))
+    parts = urlsplit(text)
+    base = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+    query = dict(parse_qsl(parts.query, keep_blank_values=False))
+    token = query.pop("token", None)
+    if token:
+        remember_secret(token)
+    segments = [s for s in parts.path.split("/") if s]
+    lowered = [s.lower() for s in segments]
+    version = query.get("modelVersionId")
+    file_id = query.get("fileId")
+    common = dict(base=base, token=token, file_id=_int(file_id, "fileId", url) if file_id else None)
+    # /api/download/models/{versionId}[?type=&format=&size=&fp=|?fileId=]
+    if lowered[:3] == ["api", "download", "models"] and len(segments) >= 4:
+        filters = {k: query[k] for k in _DOWNLOAD_FILTERS if query.get(k)}
+        return CivitaiRef(version_id=_int(segments[3], "the version id", url), filters=filters, **common)
+    # /api/v1/model-versions/{versionId} and /api/v1/models/{modelId}: API links pasted from docs or scripts
+    if lowered[:3] == ["api", "v1", "model-versions"] and len(segments) >= 4 and segments[3].isdigit():
+        return CivitaiRef(version_id=int(segments[3]), **common)
+    if lowered[:3] == ["api", "v1", "models"] and len(segments) >= 4:
+        return CivitaiRef(model_id=_int(segments[3], "the model id", url),
+                          version_id=_int(version, "modelVersionId", url) if version else None, **common)
+    # /models/{modelId}[/{slug}][?modelVersionId=]
+    if lowered[:1] == ["models"] and len(segments) >= 2:
+        return CivitaiRef(model_id=_int(segments[1], "the model id", url),
+                          version_id=_int(version, "modelVersionId", url) if version else None, **common)
+    # /model-versions/{versionId} (the site's own short links)
+    if lowered[:1] == ["model-versions"] and len(segments) >= 2:
+        return CivitaiRef(version_id=_int(segments[1], "the version id", url), **common)
+    raise InputError(f"not a CivitAI model link: {redact_url(url)!r}; paste a model page "
+                     "(civitai.com/models/ID) or a download link (civitai.com/api/download/models/ID)")
+
+
+# ---------------------------------------------------------------------------------------------- metadata
+
+
+def kind_for(model_type: Optional[str], file_type: Optional[str] = None) -> str:
+    """The library folder for a CivitAI model type (and the chosen file's type)."""
+    ftype = (file_type or "").strip().lower()
+    if ftype in _FILE_TYPE_KIND:
+        return _FILE_TYPE_KIND[ftype]
+    return _TYPE_KIND.get((model_type or "").strip().lower(), "other")
+
+
+def _is_model_file(f: Mapping[str, Any]) -> bool:
+    return (f.get("type") or "Model") in ("Model", "Pruned Model")
+
+
+def _is_safetensors(f: Mapping[str, Any]) -> bool:
+    fmt = ((f.get("metadata") or {}).get("format") or "").lower()
+    return fmt == "safetensor" or str(f.get("name", "")).lower().endswith(".safetensors")
+
+
+def pick_file(version: Mapping[str, Any], file_id: Optional[int] = None,
+              filters: Optional[Mapping[str, str]] = None) -> Mapping[str, Any]:
+    """The file of a version to download: by id, by the download link's filters, else the primary
+    model file, preferring SafeTensor over pickles. Raises NotFoundError when nothing fits."""
+    files = list(version.get("files") or [])
+    label = _version_label(version)
+    if not files:
+        raise NotFoundError(f"CivitAI {label} has no downloadable file; pick another version on its model page")
+    if file_id is not None:
+        for f in files:
+            if f.get("id") == file_id:
+                return f
+        raise NotFoundError(f"CivitAI {label} has no file with id {file_id}; copy the link again from the model page")
+    if filters:
+        def fits(f):
+            meta = f.get("metadata") or {}
+            checks = {"type": f.get("type"), "format": meta.get("format"), "size": meta.get("size"), "fp": meta.get("fp")}
+            return all(str(checks[k] or "").lower() == str(v).lower() for k, v in filters.items() if k in checks)
+
+        chosen = [f for f in files if fits(f)]
+        if not chosen:
+            wanted = ", ".join(f"{k}={v}" for k, v in filters.items())
+            raise NotFoundError(f"CivitAI {label} has no file with {wanted}; drop those options from the link "
+                                "to get the primary file")
+        files = chosen
+        if len(files) == 1:
+            return files[0]
+    models = [f for f in files if _is_model_file(f)] or files
+    primary = next((f for f in models if f.get("primary")), models[0])
+    if _is_safetensors(primary):
+        return primary
+    # A pickle primary: take a SafeTensor file of the same type when the version has one.
+    same = [f for f in models if _is_safetensors(f) and (f.get("type") or "Model") == (primary.get("type") or "Model")]
+    return (same or [f for f in models if _is_safetensors(f)] or [primary])[0]
+
+
+def newest_version(model: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The newest published version of a model that has files (the API lists newest first)."""
+    versions = list(model.get("modelVersions") or [])
+    name = model.get("name") or f"model {model.get('id')}"
+    published = [v for v in versions if (v.get("status") or "Published") == "Published"]
+    for version in published:
+        if version.get("files"):
+            return version
+    raise NotFoundError(f"CivitAI model {name!r} has no downloadable file (no published version with files); "
+                        "check its page or pick a version link")
+
+
+def _version_label(version: Mapping[str, Any]) -> str:
+    model = (version.get("model") or {}).get("name")
+    name = version.get("name")
+    vid = version.get("id")
+    if model and name:
+        return f"model {model!r} version {name!r} ({vid})"
+    return f"version {vid}"
+
+
+def scan_pending(f: Mapping[str, Any]) -> bool:
+    """True when CivitAI has not finished scanning the file (it then has no hashes yet either)."""
+    results = {str(f.get("pickleScanResult") or "Success"), str(f.get("virusScanResult") or "Success")}
+    return bool(results - {"Success"})
+
+
+def file_sha256(f: Mapping[str, Any]) -> Optional[str]:
+    value = ((f.get("hashes") or {}).get("SHA256") or "").strip().lower()
+    return value if re.fullmatch(r"[0-9a-f]{64}", value) else None
+
+
+def sidecar_meta(version: Mapping[str, Any], f: Mapping[str, Any], kind: str) -> dict:
+    """What the library keeps about a CivitAI file (goes into its sidecar)."""
+    model = version.get("model") or {}
+    hashes = f.get("hashes") or {}
+    return {
+        "source_name": NAME,
+        "kind": kind,
+        "base_model": version.get("baseModel"),
+        "trigger_words": [w.strip() for w in version.get("trainedWords") or [] if str(w).strip()],
+        "civitai": {
+            "model_id": version.get("modelId"), "version_id": version.get("id"), "file_id": f.get("id"),
+            "model_name": model.get("name"), "version_name": version.get("name"), "type": model.get("type"),
+            "file_type": f.get("type"), "nsfw": model.get("nsfw"),
+            "autov2": hashes.get("AutoV2"), "scan": f.get("pickleScanResult"),
+        },
+        "size_estimate": int(float(f["sizeKB"]) * 1024) if f.get("sizeKB") else None,
+        "api_file_name": f.get("name"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- download errors
+
+
+def _json(body: bytes) -> dict:
+    try:
+        data = json.loads(body.decode("utf-8", "replace") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _deadline(data: Mapping[str, Any]) -> Optional[str]:
+    """The early-access end date from a 403 body, as YYYY-MM-DD HH:MM UTC."""
+    raw = data.get("deadline") or data.get("earlyAccessEndsAt") or (data.get("data") or {}).get("deadline")
+    if not raw:
+        m = re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", json.dumps(data))
+        raw = m.group(0) if m else None
+    if not raw:
+        return None
+    m = re.match(r"(\d{4}-\d{2}-\d{2})(?:T(\d{2}:\d{2}))?", str(raw))
+    return f"{m.group(1)} {m.group(2)} UTC" if m and m.group(2) else (m.group(1) if m else str(raw))
+
+
+def make_explain(label: str, token: Optional[Token], early_access_ends: Optional[str] = None):
+    """An `explain` hook for the engine: CivitAI's error responses → one clear error."""
+    auth_error = AuthError(BAD_TOKEN.format(origin=token.origin) if token else NEEDS_TOKEN)
+
+    def explain(status: int, headers: Mapping[str, str], body: bytes, final_url: str) -> Optional[Exception]:
+        lower = {k.lower(): v for k, v in dict(headers or {}).items()}
+        location = lower.get("location", "")
+        if 300 <= status < 400:
+            return auth_error if _is_login(location) else None
+        if _is_login(final_url):
+            return auth_error
+        data = _json(body or b"")
+        if status == 401:
+            return auth_error
+        if status == 403:
+            text = json.dumps(data).lower()
+            if "early" in text or "deadline" in data or early_access_ends:
+                until = _deadline(data) or early_access_ends
+                when = f" until {until}" if until else ""
+                return AuthError(f"CivitAI {label} is in Early Access{when}: only supporters can download it "
+                                 "now; wait until then or buy access on its page (and use your API token)")
+            return auth_error if not token else AuthError(f"CivitAI refused {label} for this token (403): "
+                                                          "check that your account may download it")
+        if status == 404:
+            return NotFoundError(f"CivitAI {label} does not exist or was removed (404); check the link")
+        return None
+
+    return explain
+
+
+def _is_login(url: str) -> bool:
+    path = urlsplit(url or "").path.lower()
+    return path.rstrip("/").endswith("/login") or "/login/" in path or path.startswith("/login")
+
+
+# ---------------------------------------------------------------------------------------------- resolve
+
+
+def api_base(ref: CivitaiRef) -> str:
+    """Where the API and downloads go: the override, else the pasted mirror, else civitai.com."""
+    return endpoint_override() or ref.base or DEFAULT_ENDPOINT
+
+
+def _download_url(base: str, version_id: int, f: Mapping[str, Any], ref: CivitaiRef) -> str:
+    """The file's own download link on `base` (a mirror or the override), without any token."""
+    listed = f.get("downloadUrl")
+    if listed:
+        parts = urlsplit(listed)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "token"]
+        return f"{base}{parts.path}" + (f"?{urlencode(query)}" if query else "")
+    query = {"fileId": f["id"]} if f.get("id") is not None else dict(ref.filters)
+    return f"{base}/api/download/models/{version_id}" + (f"?{urlencode(query)}" if query else "")
+
+
+def _auth(ref: CivitaiRef, tokens: Optional[TokenStore]) -> Optional[Token]:
+    token = tokens.get("civitai") if tokens else None
+    if token is None and ref.token:
+        from ..tokens import Secret
+
+        token = Token(Secret(ref.token), "the token= in the pasted link")
+    return token
+
+
+def fetch_version(ref: CivitaiRef, tokens: Optional[TokenStore] = None) -> Mapping[str, Any]:
+    """The one metadata call: the version the reference names (a model page → its newest version)."""
+    base = api_base(ref)
+    token = _auth(ref, tokens)
+    headers = token.header() if token else {}
+    if ref.version_id is not None:
+        return get_json(f"{base}/api/v1/model-versions/{ref.version_id}", headers=headers, service="CivitAI",
+                        missing=f"CivitAI has no model version {ref.version_id} (it does not exist or was removed); "
+                                "check the link", auth_error=AuthError(NEEDS_TOKEN if not token else
+                                                                       BAD_TOKEN.format(origin=token.origin)))
+    model = get_json(f"{base}/api/v1/models/{ref.model_id}", headers=headers, service="CivitAI",
+                     missing=f"CivitAI has no model {ref.model_id} (it does not exist or was removed); check the link",
+                     auth_error=AuthError(NEEDS_TOKEN if not token else BAD_TOKEN.format(origin=token.origin)))
+    version = dict(newest_version(model))
+    # A version inside /models/{id} lacks its parent's summary: add it so both paths give the same metadata.
+    version.setdefault("modelId", model.get("id"))
+    version.setdefault("model", {"name": model.get("name"), "type": model.get("type"), "nsfw": model.get("nsfw")})
+    return version
+
+
+def resolve(url: str, tokens: Optional[TokenStore] = None, *, notes: Optional[list] = None) -> RemoteFile:
+    """Resolve a CivitAI reference to the one RemoteFile to fetch (kind, file, sha256, metadata)."""
+    ref = parse(url)
+    version = fetch_version(ref, tokens)
+    if ref.model_id is not None and version.get("modelId") not in (None, ref.model_id):
+        raise InputError(f"CivitAI version {version.get('id')} belongs to model {version.get('modelId')}, "
+                         f"not {ref.model_id}; copy the link again from the model page")
+    f = pick_file(version, ref.file_id, ref.filters)
+    model = version.get("model") or {}
+    kind = kind_for(model.get("type"), f.get("type"))
+    label = _version_label(version)
+    sha = file_sha256(f)
+    if notes is not None:
+        if scan_pending(f) or sha is None:
+            notes.append(f"CivitAI has not finished scanning {f.get('name')!r} (pickle/virus scan pending): "
+                         "downloading anyway, but no hash could be checked")
+        if not _is_safetensors(f):
+            notes.append(f"{f.get('name')!r} is a pickle (.ckpt/.pt) file: it can run code when loaded; "
+                         "prefer a SafeTensor version when there is one")
+    token = _auth(ref, tokens)
+    early = version.get("earlyAccessEndsAt") if version.get("availability") == "EarlyAccess" else None
+    return RemoteFile(
+        url=_download_url(api_base(ref), int(version["id"]), f, ref),
+        filename=f.get("name"),
+        sha256=sha,
+        headers=token.header() if token else {},
+        kind=kind,
+        meta=sidecar_meta(version, f, kind),
+        explain=make_explain(label, token, _deadline({"deadline": early}) if early else None),
+    )

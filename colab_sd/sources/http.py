@@ -1,0 +1,57 @@
+"""The sources' one metadata GET: JSON from a service API, with short retries and one-line errors.
+
+The byte mover is `colab_sd.transfer`; this is only for small API answers (a few KB).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Mapping, Optional
+
+from ..errors import AuthError, DownloadError, NotFoundError
+from ..tokens import redact, redact_url
+
+log = logging.getLogger("colab_sd.sources")
+
+TIMEOUT = (10, 30)  # connect, read (seconds)
+RETRIES = 3
+
+
+def get_json(url: str, *, headers: Optional[Mapping[str, str]] = None, service: str, missing: str,
+             auth_error: Exception, retries: int = RETRIES) -> Any:
+    """GET `url` as JSON. 404 → NotFoundError(missing); 401/403 → `auth_error`; 5xx / 429 / network
+    errors are retried a few times, then DownloadError. Headers go to this URL only (no redirects)."""
+    import requests  # lazy: `import colab_sd` stays fast
+
+    shown = redact_url(url)
+    last: Optional[str] = None
+    for attempt in range(retries):
+        if attempt:
+            time.sleep(min(4.0, 0.5 * 2 ** attempt))
+        try:
+            with requests.get(url, headers={"Accept": "application/json", **dict(headers or {})},
+                              timeout=TIMEOUT, allow_redirects=False) as r:
+                status, body = r.status_code, r.content
+                location = r.headers.get("Location", "")
+        except requests.RequestException as err:
+            last = f"{type(err).__name__}"
+            log.info("metadata %s: %s (attempt %d)", shown, last, attempt + 1)
+            continue
+        log.debug("metadata %s → %s", shown, status)
+        if status == 404:
+            raise NotFoundError(missing)
+        if status in (401, 403) or (300 <= status < 400 and "login" in location.lower()):
+            raise auth_error
+        if status == 429 or status >= 500:
+            last = f"HTTP {status}"
+            continue
+        if status != 200:
+            raise DownloadError(f"{service} answered HTTP {status} for {shown}; try again later")
+        try:
+            import json
+
+            return json.loads(body.decode("utf-8"))
+        except ValueError:
+            raise DownloadError(f"{service} sent something that is not JSON for {shown}; "
+                                "is the endpoint right? try again later") from None
+    raise DownloadError(redact(f"could not reach {service} ({last}) for {shown}; check the connection and try again"))

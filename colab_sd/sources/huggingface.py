@@ -1,0 +1,462 @@
+"""Hugging Face Hub: file links, `owner/repo/path` shorthands and whole diffusers repos.
+
+huggingface_hub moves the bytes (it knows tokens, Xet, revisions and redirects to its CDN); this
+module picks what to fetch, bridges the client's progress bar into our events, verifies the
+sha256 of LFS files, and turns the Hub's errors into one-line messages. Only API shared by
+huggingface_hub 0.2x, 1.x and 2.x is used; the endpoint is read from `$HF_ENDPOINT` at call time
+(the library itself reads it once, at import).
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import os
+import posixpath
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+from urllib.parse import quote, unquote, urlsplit
+
+from ..errors import AuthError, DownloadCancelled, DownloadError, InputError, IntegrityError, NotFoundError
+from ..events import Completed, Info, Listener, Meter, guard
+from ..remote import FetchResult, RemoteFile
+from ..tokens import Token, TokenStore, redact, redact_url
+
+log = logging.getLogger("colab_sd.sources.huggingface")
+
+NAME = "huggingface"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+HOSTS = ("huggingface.co", "hf.co", "hf-mirror.com")
+STAGING = ".hf-staging"  # hidden folder beside the target where the Hub client keeps its partial files
+
+_REPO_PART = r"[A-Za-z0-9][\w.-]*"
+_SHORTHAND = re.compile(rf"^(?:hf://)?(?P<repo>{_REPO_PART}/{_REPO_PART})(?:@(?P<rev>[\w./-]+?))?(?:/(?P<path>.+))?$")
+WEIGHT_EXTENSIONS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".gguf", ".sft")
+# File names that say nothing about the model: saved under the repo's name instead.
+_GENERIC = re.compile(r"^(?:diffusion_pytorch_model|pytorch_model|model|pytorch_lora_weights|adapter_model)"
+                      r"(?:\.fp16|\.fp32|\.bf16)?\.(?:safetensors|bin)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class HfRef:
+    """A repo (and optionally one file in it) at a revision."""
+
+    repo_id: str
+    path: Optional[str] = None  # None: the whole repo
+    revision: Optional[str] = None  # None: the default branch
+    repo_type: str = "model"
+    endpoint: Optional[str] = None  # from a pasted mirror / $HF_ENDPOINT host
+
+    @property
+    def name(self) -> str:
+        return self.repo_id.split("/")[-1]
+
+
+# ---------------------------------------------------------------------------------------------- endpoint and parsing
+
+
+def endpoint_override() -> Optional[str]:
+    value = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    return value or None
+
+
+def _host_key(url: str) -> str:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def is_hf_url(url: str) -> bool:
+    key = _host_key(url)
+    host = key.split(":")[0]
+    if any(host == h or host == "www." + h for h in HOSTS):
+        return True
+    override = endpoint_override()
+    return bool(override) and key == _host_key(override)
+
+
+def _looks_like_shorthand(text: str) -> bool:
+    if "://" in text and not text.startswith("hf://"):
+        return False
+    if text.startswith("hf://"):
+        return True
+    m = _SHORTHAND.match(text)
+    if not m:
+        return False
+    # owner/repo, or owner/repo/…/file.ext: a local-looking "a/b" with a dot-less last part is a repo.
+    return m["path"] is None or m["path"].lower().endswith(WEIGHT_EXTENSIONS + (".json", ".yaml", ".txt"))
+
+
+def matches(url: str) -> bool:
+    text = url.strip()
+    if text.lower().startswith(("http://", "https://")):
+        return is_hf_url(text)
+    return _looks_like_shorthand(text)
+
+
+def parse(url: str) -> HfRef:
+    """Any Hugging Face link or shorthand → HfRef (pure: no I/O)."""
+    text = url.strip()
+    if not text.lower().startswith(("http://", "https://")):
+        m = _SHORTHAND.match(text)
+        if not m:
+            raise InputError(f"not a Hugging Face reference: {text!r}; use owner/repo or owner/repo/file.safetensors")
+        return HfRef(m["repo"], m["path"], m["rev"])
+    parts = urlsplit(text)
+    host = (parts.hostname or "").lower()
+    pasted = None if host in ("huggingface.co", "www.huggingface.co", "hf.co", "www.hf.co") else \
+        f"{parts.scheme}://{parts.netloc}"
+    segments = [unquote(s) for s in parts.path.split("/") if s]
+    repo_type = "model"
+    if segments and segments[0] in ("datasets", "spaces"):
+        repo_type = segments[0][:-1]
+        segments = segments[1:]
+    if len(segments) < 2:
+        raise InputError(f"not a Hugging Face repo link: {redact_url(text)!r}; paste huggingface.co/OWNER/REPO/…")
+    repo_id = "/".join(segments[:2])
+    rest = segments[2:]
+    if not rest:
+        return HfRef(repo_id, None, None, repo_type, pasted)
+    if rest[0] in ("blob", "resolve", "raw") and len(rest) >= 3:
+        # The revision is one path segment (refs/pr/1 comes percent-encoded); the rest is the file.
+        return HfRef(repo_id, "/".join(rest[2:]), rest[1], repo_type, pasted)
+    if rest[0] == "tree" and len(rest) >= 2:
+        return HfRef(repo_id, None, rest[1], repo_type, pasted)
+    raise InputError(f"cannot tell which file {redact_url(text)!r} means: open the file on the Hub and copy "
+                     "its link (…/blob/main/file.safetensors) or paste the repo (owner/repo)")
+
+
+def endpoint_for(ref: HfRef) -> str:
+    return endpoint_override() or ref.endpoint or DEFAULT_ENDPOINT
+
+
+def page_url(ref: HfRef) -> str:
+    prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[ref.repo_type]
+    return f"{endpoint_for(ref)}/{prefix}{ref.repo_id}"
+
+
+def local_name(ref: HfRef, path: str) -> str:
+    """The file name in the library: the Hub's, or `<repo>.<ext>` when the Hub's says nothing."""
+    base = posixpath.basename(path)
+    if _GENERIC.match(base):
+        return f"{ref.name}{os.path.splitext(base)[1]}"
+    return base
+
+
+# ---------------------------------------------------------------------------------------------- picking a diffusers repo
+
+
+def _variant(name: str) -> Optional[str]:
+    m = re.search(r"\.(fp16|fp32|bf16|non_ema|ema_only)\.", name)
+    return m.group(1) if m else None
+
+
+def pipeline_files(files: list[str]) -> list[str]:
+    """The files a diffusers pipeline needs from a repo listing: model_index.json, each component's
+    configs / tokenizer files and ONE set of weights per component (safetensors over .bin, the
+    plain variant over fp16 unless only fp16 is there); no root single-file checkpoints, no flax,
+    onnx, images or docs."""
+    keep: list[str] = ["model_index.json"]
+    by_dir: dict[str, list[str]] = {}
+    for f in files:
+        if "/" not in f:
+            continue  # root files other than model_index.json: README, single-file checkpoints, images
+        folder, base = f.rsplit("/", 1)
+        by_dir.setdefault(folder, []).append(base)
+    for folder, names in sorted(by_dir.items()):
+        if folder.count("/") > 0:
+            continue  # nested deeper than a component: not part of a pipeline layout
+        weights = [n for n in names if n.endswith((".safetensors", ".bin")) and not n.endswith(".index.json")]
+        for n in names:
+            if n.endswith((".json", ".txt", ".model")) and ".index." not in n:
+                keep.append(f"{folder}/{n}")
+        if not weights:
+            continue
+        chosen = None
+        for ext in (".safetensors", ".bin"):
+            for variant in (None, "fp16", "bf16", "fp32"):
+                group = [n for n in weights if n.endswith(ext) and _variant(n) == variant]
+                if group:
+                    chosen = (ext, variant, group)
+                    break
+            if chosen:
+                break
+        if not chosen:
+            continue
+        ext, variant, group = chosen
+        keep.extend(f"{folder}/{n}" for n in sorted(group))
+        index = [n for n in names if n.endswith(f"{ext}.index.json") and _variant(n) == variant]
+        keep.extend(f"{folder}/{n}" for n in index)
+    return sorted(set(keep), key=keep.index)
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def _hf_errors():
+    """The Hub client's error classes, by name, whatever version is installed."""
+    import huggingface_hub
+
+    mod = getattr(huggingface_hub, "errors", None) or huggingface_hub.utils
+    names = ("GatedRepoError", "RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError",
+             "LocalEntryNotFoundError", "HfHubHTTPError")
+    return {n: getattr(mod, n, None) or getattr(huggingface_hub.utils, n) for n in names}
+
+
+def explain_error(err: BaseException, ref: HfRef, token: Optional[Token], path: Optional[str] = None) -> Exception:
+    """A Hub client error → one of ours, with what to do."""
+    e = _hf_errors()
+    page = page_url(ref)
+    rev = ref.revision or "main"
+    fix_token = "set HF_TOKEN or enter it in the Tokens panel (huggingface.co → Settings → Access Tokens)"
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    if isinstance(err, e["GatedRepoError"]):
+        who = "with the account of your token" if token else f"while logged in, then {fix_token}"
+        return AuthError(f"{ref.repo_id} is a gated repo: accept its licence at {page} {who}")
+    if isinstance(err, e["RevisionNotFoundError"]):
+        return NotFoundError(f"{ref.repo_id} has no revision {rev!r}: check the branch, tag or commit on {page}")
+    if isinstance(err, e["LocalEntryNotFoundError"]):
+        return DownloadError(f"cannot reach the Hugging Face Hub ({urlsplit(page).hostname}): check the connection")
+    if isinstance(err, e["EntryNotFoundError"]):
+        return NotFoundError(f"{ref.repo_id} has no file {path or ref.path!r} at revision {rev!r}: "
+                             f"check the name on {page}/tree/{quote(rev, safe='')}")
+    if isinstance(err, e["RepositoryNotFoundError"]):
+        if token:
+            return NotFoundError(f"no Hugging Face repo {ref.repo_id} that your token ({token.origin}) can see: "
+                                 "check the name, or use a token of an account with access")
+        return NotFoundError(f"no Hugging Face repo {ref.repo_id}: it does not exist or is private; check the name, "
+                             f"or {fix_token} for a private repo")
+    if status == 401:
+        return AuthError(f"Hugging Face rejected the token ({token.origin if token else 'none'}): {fix_token} "
+                         "with a valid one")
+    if status == 403:
+        return AuthError(f"Hugging Face refused {ref.repo_id} for this token (403): give the token read access, "
+                         f"or accept the repo's terms at {page}")
+    if isinstance(err, e["HfHubHTTPError"]):
+        first = redact(str(err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return DownloadError(f"Hugging Face Hub error for {ref.repo_id}: {first}")
+    return DownloadError(redact(f"Hugging Face download of {ref.repo_id} failed: {type(err).__name__}: {err}"))
+
+
+# ---------------------------------------------------------------------------------------------- resolve
+
+
+def _token(tokens: Optional[TokenStore]) -> Optional[Token]:
+    return tokens.get("huggingface") if tokens else None
+
+
+def _sha256_of(etag: Optional[str]) -> Optional[str]:
+    """An LFS file's ETag / X-Linked-Etag is its sha256; a git blob's is a 40-hex sha1 (not usable)."""
+    value = (etag or "").strip().strip('"').lower()
+    if value.startswith("w/"):
+        return None
+    return value if re.fullmatch(r"[0-9a-f]{64}", value) else None
+
+
+def _file_remote(ref: HfRef, path: str, token: Optional[Token], *, size=None, sha256=None, commit=None,
+                 subdir=None, kind=None, folder=None, filename=None) -> RemoteFile:
+    from huggingface_hub import hf_hub_url
+
+    url = hf_hub_url(ref.repo_id, path, repo_type=None if ref.repo_type == "model" else ref.repo_type,
+                     revision=commit or ref.revision, endpoint=endpoint_for(ref))
+    meta = {"source_name": NAME, "huggingface": {"repo": ref.repo_id, "repo_type": ref.repo_type, "path": path,
+                                                 "revision": ref.revision or "main", "commit": commit}}
+    if folder:
+        meta["folder"] = folder
+    return RemoteFile(url=url, filename=filename or local_name(ref, path), size=size, sha256=sha256, kind=kind,
+                      subdir=subdir, meta=meta, fetcher=make_fetcher(ref, path, token, commit))
+
+
+def resolve(url: str, tokens: Optional[TokenStore] = None, *, notes: Optional[list] = None):
+    """One file → one RemoteFile (size and sha256 from the Hub's HEAD); a repo → its pipeline files."""
+    ref = parse(url)
+    token = _token(tokens)
+    if ref.path:
+        return _resolve_file(ref, token)
+    return _resolve_repo(ref, token, notes)
+
+
+def _resolve_file(ref: HfRef, token: Optional[Token]) -> RemoteFile:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(ref.repo_id, ref.path, repo_type=None if ref.repo_type == "model" else ref.repo_type,
+                     revision=ref.revision, endpoint=endpoint_for(ref))
+    try:
+        meta = get_hf_file_metadata(url, token=token.secret.reveal() if token else False)
+    except Exception as err:  # the Hub client's errors → ours
+        raise explain_error(err, ref, token) from None
+    return _file_remote(ref, ref.path, token, size=meta.size, sha256=_sha256_of(meta.etag), commit=meta.commit_hash)
+
+
+def _resolve_repo(ref: HfRef, token: Optional[Token], notes: Optional[list]):
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint_for(ref))
+    try:
+        info = api.repo_info(ref.repo_id, repo_type=None if ref.repo_type == "model" else ref.repo_type,
+                             revision=ref.revision, files_metadata=True,
+                             token=token.secret.reveal() if token else False)
+    except Exception as err:
+        raise explain_error(err, ref, token) from None
+    siblings = {s.rfilename: s for s in (info.siblings or [])}
+    names = list(siblings)
+    if "model_index.json" in siblings:
+        wanted = pipeline_files(names)
+        if notes is not None:
+            notes.append(f"{ref.repo_id} is a diffusers pipeline: fetching {len(wanted)} of its {len(names)} files "
+                         f"into checkpoint/{ref.name}/")
+        files = []
+        for path in wanted:
+            s = siblings.get(path)
+            lfs = getattr(s, "lfs", None)
+            sha = _lfs_sha(lfs)
+            size = getattr(s, "size", None)
+            files.append(_file_remote(ref, path, token, size=size, sha256=sha, commit=info.sha, kind="checkpoint",
+                                      subdir=posixpath.dirname(path) or None, folder=ref.name,
+                                      filename=posixpath.basename(path)))
+        return files
+    weights = [n for n in names if n.lower().endswith(WEIGHT_EXTENSIONS)]
+    safe = [n for n in weights if n.lower().endswith(".safetensors")]
+    pickable = safe if len(safe) == 1 else (weights if len(weights) == 1 else [])
+    if not pickable:
+        listed = ", ".join(sorted(weights)[:4]) + ("…" if len(weights) > 4 else "")
+        if not weights:
+            raise NotFoundError(f"{ref.repo_id} has no model file and is not a diffusers pipeline "
+                                "(no model_index.json); check the repo")
+        raise InputError(f"{ref.repo_id} holds {len(weights)} model files ({listed}) and is not a diffusers "
+                         f"pipeline: paste the one you want, e.g. {ref.repo_id}/{sorted(weights)[0]}")
+    path = pickable[0]
+    s = siblings[path]
+    return _file_remote(ref, path, token, size=getattr(s, "size", None), sha256=_lfs_sha(getattr(s, "lfs", None)),
+                        commit=info.sha)
+
+
+def _lfs_sha(lfs: Any) -> Optional[str]:
+    if lfs is None:
+        return None
+    value = lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
+    return _sha256_of(value)
+
+
+# ---------------------------------------------------------------------------------------------- fetching
+
+
+def _bridge_class(emit: Listener, job: Optional[str], cancel: Optional[threading.Event]):
+    """A tqdm subclass that the Hub client drives: it shows nothing and forwards byte counts as our
+    Progress events (and stops the transfer when `cancel` is set)."""
+    from tqdm.auto import tqdm as base
+
+    class HubProgress(base):
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)  # huggingface_hub's own tqdm takes a `name`; plain tqdm does not
+            kwargs["disable"] = True  # never draw: our listeners draw
+            self._total = kwargs.get("total")
+            self._done = int(kwargs.get("initial") or 0)
+            self._meter = Meter()
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled("cancelled; the partial file is kept and the next run resumes it")
+            self._done += int(n or 0)
+            total = self._total if self._total else None
+            emit(self._meter.progress(self._done, total, job=job))
+            return super().update(n)
+
+    return HubProgress
+
+
+def _supports(func: Callable, param: str) -> bool:
+    try:
+        return param in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_fetcher(ref: HfRef, path: str, token: Optional[Token], commit: Optional[str]):
+    """The RemoteFile's fetcher: hf_hub_download into a hidden staging folder beside the target (its
+    `.incomplete` file resumes there), verify size and sha256, then move into place."""
+
+    def fetch(remote: RemoteFile, dest_dir: Path, *, name=None, on_event=None, cancel=None, options=None,
+              job=None) -> FetchResult:
+        from huggingface_hub import hf_hub_download
+
+        emit = guard(on_event)
+        job = job or remote.shown_url
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        final = dest_dir / (name or remote.filename or posixpath.basename(path))
+        if final.is_file() and (remote.size is None or final.stat().st_size == remote.size):
+            have = _sha256_file(final)
+            if remote.sha256 is None or have == remote.sha256:
+                emit(Completed(path=str(final), bytes=final.stat().st_size, sha256=have, skipped=True, job=job))
+                return FetchResult(final, final.stat().st_size, have, skipped=True)
+        staging = dest_dir / STAGING / ref.repo_id.replace("/", "--")
+        kwargs = dict(repo_type=None if ref.repo_type == "model" else ref.repo_type, revision=commit or ref.revision,
+                      token=token.secret.reveal() if token else False, local_dir=str(staging),
+                      endpoint=endpoint_for(ref))
+        if _supports(hf_hub_download, "tqdm_class"):
+            kwargs["tqdm_class"] = _bridge_class(emit, job, cancel)
+        emit(Info(f"downloading {path} from {ref.repo_id}" + (f" ({_human(remote.size)})" if remote.size else ""),
+                  job=job))
+        try:
+            got = Path(hf_hub_download(ref.repo_id, path, **kwargs))
+        except DownloadCancelled:
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:
+            raise explain_error(err, ref, token, path) from None
+        size = got.stat().st_size
+        if remote.size is not None and size != remote.size:
+            got.unlink(missing_ok=True)
+            raise IntegrityError(f"{path} from {ref.repo_id} has {size} bytes, the Hub said {remote.size}: "
+                                 "deleted; run again")
+        digest = _sha256_file(got)
+        if remote.sha256 and digest != remote.sha256:
+            got.unlink(missing_ok=True)
+            raise IntegrityError(f"{path} from {ref.repo_id} does not match the Hub's sha256 "
+                                 f"({digest[:12]}… ≠ {remote.sha256[:12]}…): deleted; run again")
+        if remote.sha256:
+            emit(Info(f"sha256 verified for {final.name}", job=job))
+        os.replace(got, final)
+        _clean_staging(staging, path)
+        emit(Completed(path=str(final), bytes=size, sha256=digest, job=job))
+        return FetchResult(final, size, digest)
+
+    return fetch
+
+
+def _clean_staging(staging: Path, path: str) -> None:
+    """Drop the client's bookkeeping for a file that is in place; remove the staging folder once empty."""
+    meta = staging / ".cache" / "huggingface" / "download" / (path + ".metadata")
+    meta.unlink(missing_ok=True)
+    leftovers = [p for p in staging.rglob("*") if p.is_file() and not p.name.endswith((".lock", ".gitignore",
+                                                                                         "CACHEDIR.TAG"))]
+    if not leftovers:
+        shutil.rmtree(staging, ignore_errors=True)
+        parent = staging.parent
+        if parent.name == STAGING and not any(parent.iterdir()):
+            parent.rmdir()
+
+
+def _human(n: Optional[int]) -> str:
+    size = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
