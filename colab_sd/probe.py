@@ -689,7 +689,7 @@ def _embedding(shapes, keys, metadata):
             verdict.why("vector width unknown: family undecided")
         return verdict
     # diffusers `learned_embeds`: {"<token>": [768]} and nothing else
-    if len(keys) <= 8 and all("." not in k for k in keys):
+    if len(keys) <= 8 and all("." not in k and k not in ("weight", "bias") for k in keys):
         widths = {_dim(shapes, k, -1) for k in keys}
         ranks = {len(_shape(shapes, k) or []) for k in keys}
         if len(widths) == 1 and widths <= {768, 1024} and ranks <= {1, 2}:
@@ -727,12 +727,16 @@ def _lora(shapes, keys, metadata):
         conv = any(len(_shape(shapes, k) or []) == 4 and (_shape(shapes, k) or [0, 0, 1])[2] > 1
                    for k in strong if k.endswith(".lora_down.weight"))
         label = "kohya LoCon (lora_down on 3×3 convs)" if conv else "kohya LoRA (lora_down / lora_up)"
-    elif not strong and any(k.endswith((".on_input", ".weight")) for k in kohya):
-        algo, label = "ia3", "LyCORIS IA3 / full (lora_unet_* weights)"
+    elif any(k.endswith(".on_input") for k in kohya):
+        algo, label = "ia3", "LyCORIS IA3 (on_input)"
+    elif any(k.endswith((".diff", ".diff_b")) for k in kohya):
+        algo, label = "full", "LyCORIS full (diff)"
+    elif any(k.endswith((".a1.weight", ".b1.weight")) for k in kohya):
+        algo, label = "glora", "LyCORIS GLoRA (a1 / b1)"
     else:
-        label = "LoRA"
+        label = "kohya-named network weights"
     verdict.variant = algo
-    verdict.why(f"{len(strong) or len(kohya)} of {len(keys)} keys are {label} → LoRA")
+    verdict.why(f"{lora_like} of {len(keys)} keys are {label} weights → LoRA")
     _lora_family(shapes, keys, verdict)
     return verdict
 
@@ -885,9 +889,14 @@ def _diffusion_model(shapes, keys, metadata):
     if verdict.family not in ("sd1", "sd2", "sdxl", "sdxl-refiner"):
         if not _has_prefix(keys, "text_encoders.", "cond_stage_model.", "conditioner.", "vae.", "first_stage_model."):
             verdict.why("diffusion model only: text encoders and VAE come separately")
-    if "v_pred" in shapes:
+    if "edm_vpred.sigma_max" in shapes:
+        verdict.variant = "edm-v-prediction"
+        verdict.why("has edm_vpred.sigma_max → EDM v-prediction (CosXL style)")
+    elif "v_pred" in shapes:
         verdict.variant = "v-prediction"
         verdict.why("has a v_pred key → v-prediction")
+    if "ztsnr" in shapes:
+        verdict.why("has a ztsnr key → trained with zero terminal SNR")
     return verdict
 
 

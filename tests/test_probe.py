@@ -133,6 +133,22 @@ def test_peft_raw_prefix_and_flux_aitoolkit_layout():
     assert (inspect_keys(flux).kind, inspect_keys(flux).family) == ("lora", "flux")
 
 
+@pytest.mark.parametrize("suffixes,variant", [((".on_input", ".weight"), "ia3"), ((".diff", ".diff_b"), "full"),
+                                              ((".a1.weight", ".a2.weight", ".b1.weight", ".b2.weight"), "glora")])
+def test_other_lycoris_algorithms(suffixes, variant):
+    stem = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    result = inspect_keys({stem + s: [320] for s in suffixes})
+    assert (result.kind, result.variant) == ("lora", variant)
+
+
+def test_old_diffusers_processor_lora():
+    keys = {"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.to_k_lora.down.weight": [4, 1024],
+            "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.to_k_lora.up.weight": [320, 4]}
+    result = inspect_keys(keys)
+    assert (result.kind, result.family) == ("lora", "sd2")
+    assert "diffusers-style" in result.reasons[0]
+
+
 # ============================================================================================ embeddings, VAE, ControlNet, upscalers
 
 
@@ -248,6 +264,18 @@ def test_inspect_keys_playground_and_pony_are_sdxl():
     assert inspect_keys(_ck("sdxl", edm_mean=[1, 4, 1, 1], edm_std=[1, 4, 1, 1])).variant == "playground-v2.5"
     pony = inspect_keys(_ck("sdxl"), {"modelspec.title": "Pony Diffusion V6 XL"})
     assert (pony.kind, pony.family, pony.variant) == ("checkpoint", "sdxl", None)
+
+
+def test_inspect_keys_v_pred_ztsnr_and_edm_keys():
+    noob = inspect_keys(_ck("sdxl", v_pred=[], ztsnr=[]))
+    assert (noob.family, noob.variant) == ("sdxl", "v-prediction")
+    assert any("zero terminal SNR" in r for r in noob.reasons)
+    cosxl = inspect_keys(_ck("sdxl", **{"edm_vpred.sigma_max": [], "edm_vpred.sigma_min": []}))
+    assert cosxl.variant == "edm-v-prediction"
+
+
+def test_bare_weight_is_not_an_embedding():
+    assert inspect_keys({"weight": [768]}).kind is None
 
 
 def test_inspect_keys_v_prediction_from_metadata_and_unet_only():
