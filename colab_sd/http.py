@@ -216,6 +216,12 @@ def raise_for_status(remote: RemoteFile, resp: requests.Response, url: str) -> N
 
 
 def short(err: BaseException) -> str:
-    text = redact(str(err))
+    """A one-line, token-free description of a low-level failure."""
+    text = str(err)
+    if "IncompleteRead" in text or "Connection broken" in text:
+        return "the connection broke mid-transfer"
+    if "Read timed out" in text or "timed out" in text.lower():
+        return "no data for too long (stalled)"
+    text = redact(text)
     text = re.sub(r"<urllib3[^>]*>", "", text)
     return text if len(text) <= 140 else text[:139] + "…"

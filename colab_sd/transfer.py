@@ -33,6 +33,7 @@ from .http import (Retryable, backoff, expects_binary, explained, human_size, lo
                    open_stream, page_excerpt, parse_content_range, short, strong_validator)
 from .lock import FileLock
 from .remote import FetchResult, RemoteFile
+from .segments import NoRanges, PrefixHasher, SegmentPlan, SegmentRunner
 from .tokens import remember_secret
 
 log = logging.getLogger("colab_sd.transfer")
@@ -40,6 +41,8 @@ log = logging.getLogger("colab_sd.transfer")
 PART_SUFFIX = ".part"
 STATE_SUFFIX = ".part.json"
 LOCK_SUFFIX = ".part.lock"
+AUTO_CONNECTIONS = 16  # what Colab users reach for with aria2c -x16; CDNs cap each connection, not the sum
+MAX_CONNECTIONS = 64
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,18 @@ class TransferOptions:
     backoff_cap: float = 30.0  # also the most a Retry-After may make us wait
     chunk_size: int = 1 << 20
     verify: bool = True  # hash while downloading; check sha256 when one is known
+    segment_min: int = 4 << 20  # no connection gets less than this much of a file
     fsync: bool = True  # flush to disk before the rename, so a crash never leaves a short final file
 
     def replace(self, **changes) -> "TransferOptions":
         return dataclasses.replace(self, **changes)
+
+    def connections_for(self, total: Optional[int]) -> int:
+        """How many connections a file of `total` bytes gets: never more than segment_min apiece."""
+        if total is None or total <= 0:
+            return 1
+        wanted = self.connections or AUTO_CONNECTIONS
+        return max(1, min(wanted, total // max(self.segment_min, 1)))
 
 
 class _Again(Exception):
@@ -73,18 +84,19 @@ class PartState:
 
     validator: Optional[str] = None  # ETag or Last-Modified, for If-Range
     total: Optional[int] = None
+    segments: Optional[list] = None  # [[start, end, done], ...] when several connections fill a preallocated .part
 
     @classmethod
     def load(cls, path: Path) -> "PartState":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(validator=data.get("validator"), total=data.get("total"))
+            return cls(validator=data.get("validator"), total=data.get("total"), segments=data.get("segments"))
         except (OSError, ValueError, AttributeError):
             return cls()
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"validator": self.validator, "total": self.total}), encoding="utf-8")
+        tmp.write_text(json.dumps(dataclasses.asdict(self)), encoding="utf-8")
         os.replace(tmp, path)
 
 
@@ -166,6 +178,7 @@ class _Download:
             remember_secret(value.split()[-1] if value else value)
         self.session = new_session()
         self.meter: Optional[Meter] = None
+        self.single_only = False  # set when the server proved that ranges cannot be trusted
         self.learned_name: Optional[str] = None  # the name a response gave; later attempts start with it
 
     # -- the attempt loop ---------------------------------------------------------------------------
@@ -205,12 +218,10 @@ class _Download:
     def _attempt(self, hinted: Optional[str]) -> FetchResult:
         """One GET: open, decide the name, lock, then stream into the `.part` from where it stands."""
         offset, state, target = 0, PartState(), None
-        extra: dict[str, str] = {}
         if hinted:
             target = _Target(self.dest_dir / hinted)
             offset, state = self._resume_point(target)
-            if offset:
-                extra = self._range_headers(offset, state)
+        extra = self._range_headers(offset, state)
         resp = open_stream(self.session, self.remote, self.options, extra_headers=extra, emit=self.emit, job=self.job)
         try:
             real = self.user_name or names.choose(resp.headers, resp.url, fallback=self.remote.filename,
@@ -223,7 +234,7 @@ class _Download:
                 if offset != asked:  # the real name only came with this response: ask again from where its .part stands
                     resp.close()
                     resp = open_stream(self.session, self.remote, self.options, emit=self.emit, job=self.job,
-                                       extra_headers=self._range_headers(offset, state) if offset else None)
+                                       extra_headers=self._range_headers(offset, state))
             with FileLock(target.lock, on_wait=lambda: self.emit(Info(
                     f"another download of {target.final.name} is running; waiting for it", job=self.job)),
                     cancel=self.cancel) as lock:
@@ -236,16 +247,25 @@ class _Download:
     # -- resume bookkeeping -----------------------------------------------------------------------
 
     def _resume_point(self, target: _Target) -> tuple[int, PartState]:
+        """The first byte still missing from the target's `.part`, and what its state file says."""
         if not target.part.exists():
             target.state.unlink(missing_ok=True)
             return 0, PartState()
         state = PartState.load(target.state)
-        return target.part.stat().st_size, state
+        size = target.part.stat().st_size
+        if state.segments is None:
+            return size, state
+        plan = SegmentPlan.from_state(state.total or 0, state.segments, self.options.segment_min)
+        if plan is None or size != state.total:
+            target.discard()  # a segmented .part we cannot account for byte by byte is worthless
+            return 0, PartState()
+        return plan.first_gap(), state
 
     @staticmethod
     def _range_headers(offset: int, state: PartState) -> dict[str, str]:
+        # Always ask for a range, even from byte 0: a 206 is how we learn that segments will work.
         headers = {"Range": f"bytes={offset}-"}
-        if state.validator:
+        if offset and state.validator:
             headers["If-Range"] = state.validator
         return headers
 
@@ -279,11 +299,72 @@ class _Download:
                 f"{urlsplit(resp.url).hostname} sent a web page instead of {target.final.name}: "
                 f"\"{page_excerpt(body)}\"; the link may need a token or may have expired")
         self._check_space(target, total, offset)
+        connections = 1 if (status != 206 or self.single_only) else self.options.connections_for(total)
+        if connections > 1:
+            return self._receive_segmented(resp, head, target, offset, total, validator, state, connections)
         state = PartState(validator=validator, total=total)
         state.save(target.state)
         digest = self._prefix_digest(target, offset)
         written = self._write(resp, target, offset, total, head, digest)
-        return self._finish(target, written, total, digest)
+        return self._finish(target, written, total, digest.hexdigest() if digest is not None else None)
+
+    def _receive_segmented(self, resp: requests.Response, head: bytes, target: _Target, offset: int, total: int,
+                           validator: Optional[str], state: PartState, connections: int) -> FetchResult:
+        """Fill a preallocated `.part` over several connections, hashing the finished prefix as it grows."""
+        plan = None
+        if state.segments is not None and state.total == total:
+            plan = SegmentPlan.from_state(total, state.segments, self.options.segment_min)
+        if plan is None:  # fresh, or a single-stream .part whose first `offset` bytes count as done
+            plan = SegmentPlan.split(total, connections, self.options.segment_min, done_prefix=offset)
+        if offset:
+            self.emit(Info(f"resuming {target.final.name} at {human_size(plan.downloaded)}", job=self.job))
+        self.emit(Info(f"{target.final.name}: {human_size(total)} over {connections} connections", job=self.job))
+
+        def save_state() -> None:
+            PartState(validator=validator, total=total, segments=plan.to_state()).save(target.state)
+
+        fd = os.open(target.part, os.O_RDWR | os.O_CREAT, 0o644)
+        hasher = None
+        try:
+            self._disk_guard(lambda: os.ftruncate(fd, total), target)  # sparse: no time spent writing zeros
+            save_state()
+            hasher = PrefixHasher(target.part) if self.options.verify else None
+            self.meter = self.meter or Meter()
+            progress_lock = threading.Lock()
+
+            def on_bytes() -> None:
+                with progress_lock:
+                    if hasher is not None:
+                        hasher.advance_to(plan.contiguous())
+                    self.emit(self.meter.progress(plan.downloaded, total, job=self.job, base=offset))
+
+            runner = SegmentRunner(plan=plan, fd=fd, remote=self.remote, url=resp.url, validator=validator,
+                                   options=self.options, on_bytes=on_bytes, cancel=self.cancel, emit=self.emit,
+                                   job=self.job)
+            try:
+                self._disk_guard(lambda: runner.run(connections, resp, head, offset, save_state), target)
+            except NoRanges:
+                self.single_only = True
+                target.discard()
+                raise Retryable("the server stopped honouring ranges; starting over with one connection", wait=0)
+            if self.options.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+            if hasher is not None and not plan.finished:
+                hasher.close()
+        sha = hasher.finish(total) if hasher is not None else None
+        return self._finish(target, plan.downloaded, total, sha)
+
+    def _disk_guard(self, action, target: _Target):
+        """Run `action`, turning a full disk (or a file-size limit) into a DiskFullError that keeps the .part."""
+        try:
+            return action()
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise DiskFullError(f"no space left while writing {target.part.name} in {target.final.parent}: "
+                                    "free some space (or choose another folder) and run again to resume") from None
+            raise
 
     def _first_bytes(self, resp: requests.Response) -> bytes:
         try:
@@ -296,7 +377,7 @@ class _Download:
         total = total or state.total
         if offset and total is not None and offset == total:
             digest = self._prefix_digest(target, offset)
-            return self._finish(target, offset, total, digest)
+            return self._finish(target, offset, total, digest.hexdigest() if digest is not None else None)
         target.discard()  # the .part is longer than the file, or unknowable: start clean
         raise Retryable("the partial file does not fit the server's file; starting over", wait=0)
 
@@ -355,20 +436,13 @@ class _Download:
         return done
 
     def _write_chunk(self, fh, chunk: bytes, target: _Target) -> None:
-        try:
-            fh.write(chunk)
-        except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                raise DiskFullError(f"no space left while writing {target.part.name} in {target.final.parent}: "
-                                    "free some space (or choose another folder) and run again to resume") from None
-            raise
+        self._disk_guard(lambda: fh.write(chunk), target)
 
-    def _finish(self, target: _Target, written: int, total: Optional[int], digest) -> FetchResult:
+    def _finish(self, target: _Target, written: int, total: Optional[int], sha: Optional[str]) -> FetchResult:
         if total is not None and written != total:
             target.discard()
             raise IntegrityError(f"{target.final.name}: got {written} bytes but the server announced {total}; "
                                  "the damaged download was deleted, run again")
-        sha = digest.hexdigest() if digest is not None else None
         if self.expected_sha and sha is not None and sha != self.expected_sha:
             target.discard()
             raise IntegrityError(f"{target.final.name}: sha256 mismatch (expected {self.expected_sha[:12]}…, "
