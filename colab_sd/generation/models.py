@@ -1,0 +1,222 @@
+"""From what the user typed to a model on disk with a known family: `resolve_model`, `resolve_addon`.
+
+A model is a library name in `checkpoint/`, a `.safetensors`/`.ckpt` file, a diffusers folder or a Hugging Face
+repo id (downloaded with huggingface_hub, configs and safetensors weights only). The family comes from
+`colab_sd.probe` (header only, before anything is loaded); families colab_sd cannot run yet are refused here
+with a message that says so.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .. import probe as _probe
+from ..errors import GenerationError, InputError, NotFoundError
+from ..library import MODEL_EXTENSIONS, find_model, list_models, models_root, read_sidecar
+
+log = logging.getLogger("colab_sd.generation")
+
+SUPPORTED = ("sd1", "sd2", "sdxl")
+FAMILY_LABEL = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL"}
+NATIVE_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: where it is, what it is, what to call it in metadata."""
+
+    name: str  # shown in metadata ("Model: …"): the file stem, folder name or repo id
+    path: Path  # the file or folder
+    format: str  # "single_file" or "diffusers"
+    family: str  # "sd1", "sd2", "sdxl"
+    prediction: str = "epsilon"  # "epsilon" or "v_prediction"
+    zero_snr: bool = False  # trained with zero terminal SNR (v-pred SDXL fine-tunes such as NoobAI)
+    reasons: tuple = ()
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def native_size(self) -> int:
+        return 768 if self.family == "sd2" and self.prediction == "v_prediction" else NATIVE_SIZE[self.family]
+
+    @property
+    def key(self) -> tuple:
+        """Identity for the pipeline cache: the same file, unchanged, with the same settings."""
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_size, int(stat.st_mtime))
+        except OSError:
+            stamp = None
+        return (str(self.path.resolve()), stamp, self.family, self.prediction, self.zero_snr)
+
+
+def _checkpoint_names(root: Path) -> str:
+    names = [e.name for e in list_models(root, ["checkpoint"])]
+    if not names:
+        return f"there are no checkpoints in {root / 'checkpoint'} yet; download one first"
+    shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    return f"checkpoints in {root / 'checkpoint'}: {shown}"
+
+
+def locate(model, models_dir=None, *, hf_token: Optional[str] = None) -> Path:
+    """The file or folder for a model reference, downloading a Hub repo when that is what it is."""
+    text = str(model).strip()
+    root = models_root(models_dir)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    entry = find_model(root, "checkpoint", text)
+    if entry is not None:
+        return entry.path
+    looks_like_path = text.lower().endswith(MODEL_EXTENSIONS) or os.sep in text.strip("/") and text.count("/") > 1
+    if _REPO_ID.match(text) and not looks_like_path:
+        return _hub_snapshot(text, hf_token)
+    raise NotFoundError(f"model {text!r} not found: {_checkpoint_names(root)}")
+
+
+def _hub_snapshot(repo_id: str, token: Optional[str]) -> Path:
+    """A diffusers repo from the Hub: configs, tokenizers and safetensors weights of the pipeline's components.
+
+    fp16 weight variants are preferred when the repo has them (half the download; they run in fp16 on a GPU and
+    are upcast on a CPU); .bin, .ckpt, ONNX, Flax and the safety checker are never fetched.
+    """
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    configs = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model"]
+    ignore = ["safety_checker/*", "*.bin", "*.ckpt", "*.onnx*", "*.msgpack"]
+    try:
+        try:
+            files = HfApi().list_repo_files(repo_id, token=token)
+        except (GatedRepoError, RepositoryNotFoundError):
+            raise
+        except Exception:  # offline: fall back to whatever the local cache holds
+            files = []
+        if any(f.startswith("unet/") and ".fp16." in f and f.endswith(".safetensors") for f in files):
+            allow = configs + ["*/*.fp16.safetensors", "*/*.fp16.safetensors.index.json"]
+        else:
+            allow, ignore = configs + ["*/*.safetensors"], ignore + ["*.fp16.*"]
+        folder = Path(snapshot_download(repo_id, allow_patterns=allow, ignore_patterns=ignore, token=token))
+    except GatedRepoError:
+        raise NotFoundError(f"{repo_id} is gated: accept its licence on huggingface.co/{repo_id} and set HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise NotFoundError(f"{repo_id} is not a Hugging Face repo you can see (a private repo needs HF_TOKEN), "
+                            f"nor a checkpoint in the library or a path") from None
+    except LocalEntryNotFoundError:
+        raise NotFoundError(f"{repo_id} is not in the local Hugging Face cache and the Hub cannot be reached "
+                            f"(offline): connect, or use a local checkpoint") from None
+    if not (folder / "model_index.json").is_file():
+        raise InputError(f"{repo_id} is not a diffusers pipeline repo (no model_index.json): "
+                         f"download its .safetensors file into checkpoint/ and use that")
+    return folder
+
+
+def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, hf_token: Optional[str] = None) -> ModelRef:
+    """Locate and identify a model; refuse families and variants colab_sd cannot generate with yet."""
+    path = locate(model, models_dir, hf_token=hf_token)
+    found = _probe.inspect(path)
+    label = path.name
+    if found.kind not in ("checkpoint", None) or (found.kind is None and found.family is None):
+        what = found.summary
+        raise InputError(f"{label} is not a checkpoint (it looks like {what}): choose a model from checkpoint/")
+    family = found.family
+    if family not in SUPPORTED:
+        named = _probe.FAMILY_NAMES.get(family, family) if family else "an unknown model family"
+        raise InputError(f"{label} is {named}; colab_sd generates with SD1.x, SD2.x and SDXL checkpoints "
+                         f"(Pony, Illustrious and other SDXL fine-tunes included) for now")
+    if found.variant in ("inpaint", "instruct-pix2pix", "playground-v2.5"):
+        raise InputError(f"{label} is an {FAMILY_LABEL[family]} {found.variant} model; colab_sd generates with "
+                         f"plain text-to-image checkpoints for now: choose another model")
+    meta = read_sidecar(path) if path.exists() else {}
+    pred, zero_snr, why = _prediction(family, found, meta, path, prediction)
+    stem = path.name
+    for ext in MODEL_EXTENSIONS:
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+    if "huggingface" in path.parts or "snapshots" in path.parts:
+        stem = str(model).strip()
+    return ModelRef(name=stem, path=path, format="diffusers" if path.is_dir() else "single_file", family=family,
+                    prediction=pred, zero_snr=zero_snr, reasons=tuple(found.reasons) + (why,), meta=meta)
+
+
+def _prediction(family: str, found, meta: dict, path: Path, override: Optional[str]) -> tuple[str, bool, str]:
+    """Epsilon or v-prediction, and zero terminal SNR, in this order of trust:
+
+    the request's `prediction`, the sidecar's `prediction_type`, the probe (a `v_pred` key, training metadata, or a
+    diffusers scheduler config), then per family: SD2 defaults to v-prediction (SD2.0/2.1 768 and most SD2
+    fine-tunes; diffusers assumes the same) unless the name says "512"/"base"; SD1 and SDXL default to epsilon.
+    """
+    zero_snr = "ztsnr" in (found.metadata or {}) or bool(meta.get("zero_snr"))
+    if override:
+        return override, zero_snr, f"prediction type {override} from the request"
+    side = str(meta.get("prediction_type") or "").lower()
+    if side in ("epsilon", "v_prediction", "v", "v-prediction"):
+        pred = "epsilon" if side == "epsilon" else "v_prediction"
+        return pred, zero_snr, f"prediction type {pred} from the sidecar"
+    if found.variant == "v-prediction":
+        return "v_prediction", zero_snr or family == "sdxl", "v-prediction from the file (probe)"
+    if family == "sd2" and found.format != "diffusers":
+        lowered = path.name.lower()
+        if "512" in lowered or "base" in lowered:
+            return "epsilon", zero_snr, "SD2 512/base model by its name → epsilon"
+        return "v_prediction", zero_snr, "SD2 checkpoint → v-prediction (the SD2 768 default; override with prediction=)"
+    return "epsilon", zero_snr, "epsilon prediction (the family default)"
+
+
+# ---------------------------------------------------------------------------------------------- add-ons
+
+
+@dataclass(frozen=True)
+class Addon:
+    kind: str  # "lora", "vae", "embedding"
+    name: str  # the stem: what prompts call it
+    path: Path
+    family: Optional[str]
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def trigger_words(self) -> list[str]:
+        return list(self.meta.get("trigger_words") or [])
+
+
+def resolve_addon(kind: str, name: str, models_dir=None) -> Addon:
+    """A LoRA / VAE / embedding by library name (with or without extension) or path."""
+    root = models_root(models_dir)
+    text = str(name).strip()
+    path = Path(text).expanduser()
+    if not path.exists():
+        entry = find_model(root, kind, text)
+        if entry is None:
+            names = [e.stem for e in list_models(root, [kind])]
+            listing = ", ".join(names[:15]) + (" …" if len(names) > 15 else "") if names else "none yet"
+            raise NotFoundError(f"{kind} {text!r} not found in {root / kind} (available: {listing})")
+        path = entry.path
+    stem = path.name
+    for ext in MODEL_EXTENSIONS:
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+    family = None
+    if path.is_file():
+        found = _probe.inspect(path)
+        family = found.family
+        if found.kind not in (kind, None, "other") and not (kind == "lora" and found.kind == "lora"):
+            raise InputError(f"{path.name} is not a {kind} (it looks like {found.summary}): put it in {found.kind}/")
+    return Addon(kind, stem, path, family, read_sidecar(path))
+
+
+def trigger_words(lora: str, models_dir=None) -> list[str]:
+    """The trigger words recorded in a LoRA's sidecar (CivitAI's "trained words"), for the UI to offer."""
+    return resolve_addon("lora", lora, models_dir).trigger_words
+
+
+def embedding_names(models_dir=None) -> dict[str, Path]:
+    """Embedding stem → path, for every file in `embedding/` (what a prompt may mention)."""
+    root = models_root(models_dir)
+    out = {}
+    for entry in list_models(root, ["embedding"]):
+        out.setdefault(entry.stem, entry.path)
+    return out
