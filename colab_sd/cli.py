@@ -54,17 +54,33 @@ def _add_download(sub) -> None:
     p.add_argument("--type", dest="kind", help="model kind / folder: checkpoint, lora, vae, embedding, controlnet, upscaler, other (default: auto)")
     p.add_argument("--name", help="save under this file name (one URL only)")
     p.add_argument("--sha256", help="expected sha256 of the file (one URL only)")
-    p.add_argument("--connections", type=int, default=None, help="parallel connections per file (default: automatic)")
+    p.add_argument("--connections", type=_connections, default=None, metavar="N",
+                   help="parallel connections per file, 1-64 (default: automatic, up to 16)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="do not compute sha256 (the size is still checked; a known hash is then not checked either)")
     p.add_argument("--civitai-token", help=argparse.SUPPRESS)  # prefer CIVITAI_TOKEN: argv is visible in `ps`
     p.add_argument("--hf-token", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print one JSON event per line on stdout")
     p.set_defaults(handler=_run_download)
 
 
+def _connections(text: str) -> int:
+    from .transfer import MAX_CONNECTIONS
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CONNECTIONS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_CONNECTIONS}, got {text!r}")
+    return value
+
+
 def _run_download(args) -> int:
     from .api import download
     from .events import Error, Fanout, JsonLines, TqdmBar
     from .tokens import TokenStore, redact_url
+    from .transfer import TransferOptions
 
     if len(args.urls) > 1 and (args.name or args.sha256):
         fail("--name and --sha256 apply to one URL; run one command per URL to use them")
@@ -75,7 +91,8 @@ def _run_download(args) -> int:
     for url in args.urls:
         try:
             download(url, kind=args.kind, models_dir=args.models_dir, name=args.name, sha256=args.sha256,
-                     on_event=listener, tokens=tokens, connections=args.connections)
+                     on_event=listener, tokens=tokens, connections=args.connections,
+                     options=TransferOptions(verify=args.verify))
         except KeyboardInterrupt:
             fail(f"interrupted: {redact_url(url)} (the partial file is kept; run again to resume)")
             return EXIT_INTERRUPTED
