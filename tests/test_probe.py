@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import pickle
 import struct
 import subprocess
@@ -16,7 +15,7 @@ import safetensors_factory as sf
 from colab_sd import probe
 from colab_sd.errors import InputError
 from colab_sd.library import KINDS
-from colab_sd.probe import Probe, inspect, inspect_keys, read_safetensors_header
+from colab_sd.probe import Probe, headers, inspect, inspect_keys, read_safetensors_header
 
 # ============================================================================================ checkpoints
 
@@ -111,6 +110,29 @@ def test_lora_family_from_metadata_when_keys_cannot_tell(tmp_path):
     assert any("modelspec.architecture" in r for r in hinted.reasons)
 
 
+@pytest.mark.parametrize("metadata,family", [
+    ({"ss_base_model_version": "sd_v1"}, "sd1"), ({"ss_base_model_version": "sdxl_base_v1-0"}, "sdxl"),
+    ({"ss_base_model_version": "flux1"}, "flux"), ({"modelspec.architecture": "stable-diffusion-v2-768-v/lora"}, "sd2"),
+    ({"modelspec.architecture": "stable-diffusion-3.5-large/lora"}, "sd3"), ({"ss_v2": "True"}, "sd2"),
+    ({"ss_sd_model_name": "ponyDiffusionV6XL_v6StartWithThisOne.safetensors"}, "sdxl"),
+    ({"ss_sd_model_name": "v1-5-pruned-emaonly.safetensors"}, "sd1"), ({"ss_sd_model_name": "dreamshaper_8"}, None),
+])
+def test_lora_family_hints_in_metadata(metadata, family):
+    keys = {"lora_unet_mid_block_attentions_0_proj_in.lora_down.weight": [4, 1280],
+            "lora_unet_mid_block_attentions_0_proj_in.lora_up.weight": [1280, 4]}
+    result = inspect_keys(keys, metadata)
+    assert (result.kind, result.family) == ("lora", family)
+
+
+def test_lora_deep_transformer_blocks_mean_sdxl_only_in_unets():
+    lokr = {"lora_unet_output_blocks_1_1_transformer_blocks_3_attn1_to_q.lokr_w1": [4, 4],
+            "lora_unet_output_blocks_1_1_transformer_blocks_3_attn1_to_q.lokr_w2": [320, 320]}
+    assert inspect_keys(lokr).family == "sdxl"
+    flux_ff = {"transformer.transformer_blocks.5.ff.net.0.proj.lora_A.weight": [4, 128],
+               "transformer.transformer_blocks.5.ff.net.0.proj.lora_B.weight": [128, 4]}
+    assert inspect_keys(flux_ff).family is None
+
+
 def test_lora_keys_win_over_contradicting_metadata():
     keys = sf.lora_tensors("sd1", "kohya")
     result = inspect_keys({k: v[1] for k, v in keys.items()}, {"ss_base_model_version": "sdxl_base_v1-0"})
@@ -121,7 +143,8 @@ def test_lora_keys_win_over_contradicting_metadata():
 def test_lora_v_parameterization_metadata():
     keys = {k: v[1] for k, v in sf.lora_tensors("sd2", "kohya").items()}
     result = inspect_keys(keys, {"ss_v2": "True", "ss_v_parameterization": "True"})
-    assert (result.family, result.variant) == ("sd2", "v-prediction")
+    assert (result.family, result.variant) == ("sd2", None)
+    assert any("trained on a v-prediction model" in r for r in result.reasons)
 
 
 def test_peft_raw_prefix_and_flux_aitoolkit_layout():
@@ -384,7 +407,7 @@ def test_safetensors_length_that_starts_like_a_pickle(tmp_path):
 
 
 class _CountingOpen:
-    """Wraps `open` inside colab_sd.probe and counts the bytes its files hand out."""
+    """Wraps `open` inside colab_sd.probe.headers (where probe opens every file) and counts the bytes its files hand out."""
 
     def __init__(self):
         self.read = 0
@@ -418,7 +441,7 @@ def test_inspect_reads_only_the_header(tmp_path, monkeypatch):
     (header_len,) = struct.unpack("<Q", path.read_bytes()[:8])
     assert size > 50 * header_len  # the data section dwarfs the header
     counting = _CountingOpen()
-    monkeypatch.setattr(probe, "open", counting, raising=False)
+    monkeypatch.setattr(headers, "open", counting, raising=False)
     assert inspect(path).family == "sdxl"
     # one 64-byte sniff, then the length and the header, once
     assert counting.read == 64 + 8 + header_len
@@ -427,7 +450,7 @@ def test_inspect_reads_only_the_header(tmp_path, monkeypatch):
 def test_pickle_probe_reads_only_data_pkl(tmp_path, monkeypatch):
     path = sf.make_checkpoint(tmp_path / "sd1.ckpt", "sd1", fmt="ckpt")
     counting = _CountingOpen()
-    monkeypatch.setattr(probe, "open", counting, raising=False)
+    monkeypatch.setattr(headers, "open", counting, raising=False)
     assert inspect(path).family == "sd1"
     assert 0 < counting.read < path.stat().st_size / 20
 
@@ -436,7 +459,7 @@ def test_gguf_probe_reads_only_its_header(tmp_path, monkeypatch):
     tensors = {k.replace("model.diffusion_model.", ""): v[1] for k, v in sf.checkpoint_tensors("flux").items()}
     path = sf.make_gguf(tmp_path / "flux1-dev-Q4.gguf", tensors, {"general.architecture": "flux"})
     counting = _CountingOpen()
-    monkeypatch.setattr(probe, "open", counting, raising=False)
+    monkeypatch.setattr(headers, "open", counting, raising=False)
     result = inspect(path)
     assert (result.kind, result.family, result.format) == ("checkpoint", "flux", "gguf")
     assert counting.read < 4096 < path.stat().st_size

@@ -1,0 +1,117 @@
+"""Diffusers folders: a pipeline (`model_index.json`) or a single component (`config.json`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .result import FAMILY_NAMES, Probe, unknown
+from .rules import Verdict, width_family
+
+
+# ------------------------------------------------------------------------------------------------ diffusers folders
+
+_PIPELINE_FAMILIES = {
+    "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",
+    "StableDiffusionXLInpaintPipeline": "sdxl", "StableDiffusionXLInstructPix2PixPipeline": "sdxl",
+    "StableDiffusionXLControlNetPipeline": "sdxl",
+    "StableDiffusion3Pipeline": "sd3", "StableDiffusion3Img2ImgPipeline": "sd3",
+    "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux", "FluxFillPipeline": "flux", "FluxInpaintPipeline": "flux",
+    "ChromaPipeline": "chroma",
+    "PixArtAlphaPipeline": "pixart", "PixArtSigmaPipeline": "pixart", "SanaPipeline": "sana",
+    "HunyuanDiTPipeline": "hunyuan", "AuraFlowPipeline": "auraflow", "KolorsPipeline": "kolors",
+    "StableCascadeCombinedPipeline": "sd-cascade", "StableCascadePriorPipeline": "sd-cascade",
+    "StableCascadeDecoderPipeline": "sd-cascade", "LuminaText2ImgPipeline": "lumina", "Lumina2Pipeline": "lumina",
+}
+_COMPONENT_KINDS = {
+    "AutoencoderKL": "vae", "AutoencoderTiny": "vae", "ConsistencyDecoderVAE": "vae",
+    "ControlNetModel": "controlnet", "ControlNetUnionModel": "controlnet", "ControlNetXSAdapter": "controlnet",
+    "FluxControlNetModel": "controlnet", "SD3ControlNetModel": "controlnet",
+}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def inspect_folder(folder: Path) -> Probe:
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        config = _read_json(folder / "config.json")
+        cls = config.get("_class_name")
+        if cls:
+            return _inspect_component(cls, config)
+        return unknown("unknown", "a folder without model_index.json (not a diffusers pipeline)")
+    index = _read_json(index_path)
+    cls = str(index.get("_class_name") or "")
+    if not cls:
+        return unknown("diffusers", "model_index.json has no _class_name")
+    verdict = Verdict("checkpoint").why(f"a diffusers folder: model_index.json names {cls}")
+    unet = _read_json(folder / "unet" / "config.json")
+    family = _PIPELINE_FAMILIES.get(cls)
+    refiner = not _component_present(index, "text_encoder") and _component_present(index, "text_encoder_2")
+    if family == "sdxl" and refiner:
+        family = "sdxl-refiner"
+        verdict.why("text_encoder_2 only (no CLIP-L) → SDXL refiner")
+    if family is None and cls.startswith(("StableDiffusion", "LatentConsistencyModel", "AltDiffusion")):
+        width = unet.get("cross_attention_dim")
+        if isinstance(width, list):
+            width = width[0] if width else None
+        if width is None:
+            width = _read_json(folder / "text_encoder" / "config.json").get("hidden_size")
+        family = {768: "sd1", 1024: "sd2"}.get(width)
+        if family:
+            verdict.why(f"cross_attention_dim / text encoder width {width} → {FAMILY_NAMES[family]}")
+    if family is None:
+        for word, fam in (("XL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux"), ("PixArt", "pixart"),
+                          ("Cascade", "sd-cascade"), ("Hunyuan", "hunyuan"), ("AuraFlow", "auraflow")):
+            if word in cls:
+                family = fam
+                break
+    verdict.family = family
+    if family and not verdict.reasons[1:]:
+        verdict.why(f"{cls} → {FAMILY_NAMES.get(family, family)}")
+    if family is None:
+        verdict.why("pipeline class not known: family undecided")
+    in_channels = unet.get("in_channels")
+    if in_channels == 9 or "Inpaint" in cls or "Fill" in cls:
+        verdict.variant = "inpaint"
+        verdict.why("inpainting pipeline (9-channel UNet or Inpaint/Fill class)")
+    elif in_channels == 8 or "InstructPix2Pix" in cls:
+        verdict.variant = "instruct-pix2pix"
+        verdict.why("InstructPix2Pix (8-channel UNet)")
+    scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
+    if scheduler.get("prediction_type") == "v_prediction" and verdict.variant is None:
+        verdict.variant = "v-prediction"
+        verdict.why("scheduler prediction_type is v_prediction")
+    return Probe(verdict.kind, verdict.family, verdict.variant, "diffusers", tuple(verdict.reasons), {})
+
+
+def _component_present(index: dict, name: str) -> bool:
+    value = index.get(name)
+    return isinstance(value, list) and len(value) == 2 and value[0] is not None and value[1] is not None
+
+
+def _inspect_component(cls: str, config: dict) -> Probe:
+    kind = _COMPONENT_KINDS.get(cls, "other")
+    verdict = Verdict(kind).why(f"a diffusers component folder: config.json names {cls} → {kind}")
+    if kind == "controlnet":
+        if cls.startswith("Flux"):
+            verdict.family = "flux"
+        elif cls.startswith("SD3"):
+            verdict.family = "sd3"
+        elif config.get("addition_embed_type") == "text_time":
+            verdict.family = "sdxl"
+        else:
+            verdict.family = {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(config.get("cross_attention_dim"))
+        if verdict.family:
+            verdict.why(f"its config → {FAMILY_NAMES[verdict.family]}")
+    elif kind == "vae":
+        verdict.why("family undecidable from a VAE config")
+    elif cls == "UNet2DConditionModel":
+        verdict.family = width_family(config.get("cross_attention_dim"))
+        verdict.why("a UNet alone, not a whole pipeline")
+    return Probe(verdict.kind, verdict.family, verdict.variant, "diffusers", tuple(verdict.reasons), {})

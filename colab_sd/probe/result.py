@@ -1,0 +1,57 @@
+"""The answer a probe gives: `Probe`, and the display names of families and kinds."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+FORMATS = ("safetensors", "pickle", "gguf", "diffusers", "unknown")
+
+FAMILY_NAMES = {
+    "sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", "sdxl-refiner": "SDXL refiner", "sd3": "SD3", "flux": "Flux",
+    "chroma": "Chroma", "pixart": "PixArt", "sana": "Sana", "hunyuan": "Hunyuan-DiT", "hunyuan-video": "HunyuanVideo",
+    "auraflow": "AuraFlow", "sd-cascade": "Stable Cascade", "kolors": "Kolors", "lumina": "Lumina",
+}
+
+
+KIND_NAMES = {"checkpoint": "checkpoint", "lora": "LoRA", "vae": "VAE", "embedding": "embedding",
+              "controlnet": "ControlNet", "upscaler": "upscaler", "other": "model (other)"}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a model file is, and why we think so.
+
+    `variant` is a model variant ("inpaint", "v-prediction", "instruct-pix2pix", "schnell", …); for a LoRA it
+    names a LyCORIS algorithm that is not plain LoRA ("loha", "lokr", "oft", "dora", "ia3", "full") or is None.
+    """
+
+    kind: Optional[str]
+    family: Optional[str]
+    variant: Optional[str]
+    format: str
+    reasons: tuple = ()
+    metadata: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def summary(self) -> str:
+        """One line, e.g. "SDXL checkpoint (safetensors)" or "unknown file (pickle)"."""
+        words = []
+        if self.family:
+            words.append(FAMILY_NAMES.get(self.family, self.family))
+        if self.variant:
+            words.append(self.variant)
+        words.append(KIND_NAMES.get(self.kind, "unknown file"))
+        return f"{' '.join(words)} ({self.format})"
+
+    def with_reasons(self, before: tuple = (), after: tuple = ()) -> "Probe":
+        """The same answer with reasons added around the classifier's (how the file was read, warnings)."""
+        return replace(self, reasons=tuple(before) + self.reasons + tuple(after))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "family": self.family, "variant": self.variant, "format": self.format,
+                "reasons": list(self.reasons), "metadata": dict(self.metadata), "summary": self.summary}
+
+
+def unknown(fmt: str, *reasons: str) -> Probe:
+    """A Probe that could not tell what the file is, saying why."""
+    return Probe(None, None, None, fmt, tuple(reasons), {})
