@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import pickle
 import struct
 import subprocess
@@ -500,7 +501,18 @@ def test_zip_that_is_not_torch(tmp_path):
         zf.writestr("readme.txt", "hello")
     result = inspect(path)
     assert (result.kind, result.format) == (None, "unknown")
-    assert "not a torch model" in result.reasons[0]
+    assert "a zip archive, not a torch model file" in result.reasons[0]
+
+
+def test_pickled_whole_object_is_not_a_state_dict(tmp_path):
+    path = tmp_path / "model.pth"
+    path.write_bytes(pickle.dumps(sf.SideEffect(tmp_path / "never"), protocol=4))
+    result = inspect(path)
+    assert (result.kind, result.format) == (None, "pickle")
+    mkdir = f"{os.mkdir.__module__}.mkdir"
+    assert result.reasons[-1] == f"it holds a pickled {mkdir} object, not a state dict"
+    assert any(mkdir in r and "do not load" in r for r in result.reasons)
+    assert not (tmp_path / "never").exists()
 
 
 def test_truncated_pickle_is_unknown(tmp_path):

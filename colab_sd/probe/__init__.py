@@ -21,7 +21,7 @@ from ..errors import InputError
 from .folders import inspect_folder
 from .headers import (MAX_HEADER_BYTES, display_name, open_binary, read_gguf, read_safetensors_header,
                       shapes_from_header, sniff)
-from .pickles import MAX_PICKLE_BYTES, read_pickle_keys, unexpected_globals
+from .pickles import MAX_PICKLE_BYTES, NotTorchZip, read_pickle_keys, unexpected_globals
 from .result import FAMILY_NAMES, FORMATS, KIND_NAMES, Probe, unknown
 from .rules import inspect_keys
 
@@ -80,14 +80,16 @@ def inspect(path) -> Probe:
 
 def _inspect_pickle(f, size: int, is_zip: bool) -> Probe:
     try:
-        shapes, globals_seen, how = read_pickle_keys(f, size, is_zip)
+        scan = read_pickle_keys(f, size, is_zip)
+    except NotTorchZip as exc:
+        return unknown("unknown", f"a zip archive, not a torch model file ({exc})")
     except (ValueError, KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile, struct.error) as exc:
-        if is_zip:
-            return unknown("unknown", f"a zip file that is not a torch model ({exc})")
-        return unknown("pickle", f"a pickle whose keys cannot be read without loading it ({exc})")
-    probe = inspect_keys(shapes, None, format="pickle")
-    before = (f"{how} with pickletools (nothing was unpickled)",)
-    odd = unexpected_globals(globals_seen)
+        return unknown("pickle", f"a pickle whose keys cannot be read without loading it: {exc}")
+    before = (f"{scan.how} with pickletools (nothing was unpickled)",)
+    odd = unexpected_globals(scan.globals)
     if odd:
-        before += (f"warning: the pickle calls {', '.join(odd[:5])} when loaded; do not load this file",)
-    return probe.with_reasons(before=before)
+        before += (f"warning: loading this pickle would import {', '.join(odd[:5])}, which a plain state dict "
+                   f"never needs; do not load it unless you trust its source",)
+    if scan.problem:
+        return unknown("pickle", *before, scan.problem)
+    return inspect_keys(scan.keys, None, format="pickle").with_reasons(before=before)

@@ -11,6 +11,7 @@ import io
 import pickletools
 import re
 import zipfile
+from dataclasses import dataclass
 from typing import Optional
 
 from .headers import BoundedReader
@@ -40,20 +41,31 @@ class _Tensor:
 
 
 _MARK = object()
-# Callables a torch state dict legitimately references; anything else is reported.
-EXPECTED_GLOBALS = re.compile(
-    r"^(torch(\.[\w.]+)? \w+|collections (OrderedDict|defaultdict)|numpy(\.[\w.]+)? \w+|_codecs encode|"
-    r"builtins (set|frozenset|dict|list|tuple|slice|bytearray|int|float|complex|str|bytes|object)|"
-    r"pytorch_lightning(\.[\w.]+)? \w+|lightning_fabric(\.[\w.]+)? \w+|argparse Namespace)$")
+# What torch.save'd state dicts (and their training wrappers) legitimately import; anything else is reported.
+# Deliberately narrow inside torch: torch.hub / torch.storage._load_from_bytes and friends can run code too.
+EXPECTED_GLOBALS = re.compile(r"""^(
+    torch\._utils\ \w+
+  | torch\ (\w*Storage|Size|device|dtype|float\w*|bfloat16|half|u?int\w*|bool|long|short|double|complex\w*)
+  | torch\._tensor\ _rebuild_from_type(_v2)?
+  | torch\.nn\.parameter\ \w*Parameter
+  | torch\.nn\.modules(\.\w+)*\ \w+
+  | collections\ (OrderedDict|defaultdict)
+  | numpy(\._?core)?(\.multiarray)?\ (_reconstruct|scalar|ndarray|dtype)
+  | numpy\.dtypes\ \w+DType
+  | _codecs\ encode
+  | (builtins|__builtin__)\ (set|frozenset|dict|list|tuple|slice|bytearray|int|float|complex|str|bytes|bool)
+  | (pytorch_lightning|lightning_fabric|lightning|omegaconf)(\.\w+)*\ \w+
+  | typing\ Any
+  | argparse\ Namespace
+)$""", re.VERBOSE)
 _REBUILD_TENSOR = {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_qtensor",
                    "_rebuild_sparse_tensor", "_rebuild_device_tensor_from_numpy", "_rebuild_meta_tensor_no_storage"}
 
 
-def _walk_pickle(stream) -> tuple[object, list[str], set[str]]:
-    """Evaluate a pickle symbolically with `pickletools.genops`; returns (result, strings, globals)."""
+def _walk_pickle(stream) -> tuple[object, set[str]]:
+    """Evaluate a pickle symbolically with `pickletools.genops`; returns (result, globals it would import)."""
     stack: list = []
     memo: dict = {}
-    strings: list[str] = []
     globals_seen: set[str] = set()
 
     def pop_mark() -> list:
@@ -72,13 +84,10 @@ def _walk_pickle(stream) -> tuple[object, list[str], set[str]]:
         if name in ("PROTO", "FRAME"):
             continue
         if name == "STOP":
-            return (stack[-1] if stack else None), strings, globals_seen
+            return (stack[-1] if stack else None), globals_seen
         if name in ("BINUNICODE", "SHORT_BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING",
                     "STRING"):
-            if isinstance(arg, bytes):
-                arg = arg.decode("latin-1")
-            strings.append(arg)
-            stack.append(arg)
+            stack.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
         elif name in ("BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"):
             stack.append(bytes(arg))
         elif name in ("BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "INT", "BINFLOAT", "FLOAT"):
@@ -235,17 +244,45 @@ def _flatten(obj, prefix: str = "", out: Optional[dict] = None, depth: int = 0) 
 _WRAPPERS = ("state_dict", "params_ema", "params", "model_state_dict", "module", "model_ema_state_dict")
 
 
-def _pickle_keys(result) -> dict:
-    """keys → shapes (None when unknown) from a symbolically walked pickle."""
-    if isinstance(result, dict):
-        has_tensors = any(isinstance(v, _Tensor) for v in _flatten(result).values())
-        for wrapper in _WRAPPERS:
-            inner = result.get(wrapper)
-            if isinstance(inner, dict) and inner and (
-                    not has_tensors or any(isinstance(v, _Tensor) for v in _flatten(inner).values())):
-                result = inner
-                break
-    leaves = _flatten(result) if isinstance(result, dict) else {}
+class NotTorchZip(ValueError):
+    """A zip archive without the `data.pkl` of torch.save."""
+
+
+def _describe(value) -> str:
+    if isinstance(value, _Sym) and value.what == "call" and isinstance(value.args[0], _Sym):
+        what = value.args[0].what
+        if isinstance(what, tuple) and what[0] == "global":
+            return f"a pickled {what[1]}.{what[2]} object"
+    return f"a {type(value).__name__}" if not isinstance(value, _Sym) else "a pickled Python object"
+
+
+@dataclass(frozen=True)
+class PickleScan:
+    """What walking a pickle found: key → shape (None when unknown), the globals it would import, how it was
+    read, and `problem` when its top object is not a dict of tensors."""
+
+    keys: dict
+    globals: frozenset
+    how: str
+    problem: Optional[str] = None
+
+
+def _scan(result, globals_seen: set, how: str) -> PickleScan:
+    if not isinstance(result, dict):
+        return PickleScan({}, frozenset(globals_seen), how, f"it holds {_describe(result)}, not a state dict")
+    return PickleScan(_pickle_keys(result), frozenset(globals_seen), how)
+
+
+def _pickle_keys(result: dict) -> dict:
+    """keys → shapes (None when unknown) from a symbolically walked pickle's top dict."""
+    has_tensors = any(isinstance(v, _Tensor) for v in _flatten(result).values())
+    for wrapper in _WRAPPERS:
+        inner = result.get(wrapper)
+        if isinstance(inner, dict) and inner and (
+                not has_tensors or any(isinstance(v, _Tensor) for v in _flatten(inner).values())):
+            result = inner
+            break
+    leaves = _flatten(result)
     tensors = {k: v.shape for k, v in leaves.items() if isinstance(v, _Tensor)}
     if tensors:
         return tensors
@@ -256,29 +293,32 @@ def _pickle_keys(result) -> dict:
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
-def read_pickle_keys(f, size: int, is_zip: bool) -> tuple[dict, set, str]:
-    """(keys → shapes, globals referenced, how it was read) from a torch zip file or a legacy pickle stream."""
+def read_pickle_keys(f, size: int, is_zip: bool) -> PickleScan:
+    """Walk a torch zip file's data.pkl, or a (legacy torch) pickle stream; raises ValueError & co when it cannot."""
     if is_zip:
-        with zipfile.ZipFile(f) as zf:
+        try:
+            zf = zipfile.ZipFile(f)
+        except zipfile.BadZipFile as exc:
+            raise NotTorchZip(str(exc)) from None
+        with zf:
             names = [n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") <= 1]
             if not names:
-                raise ValueError("a zip file without data.pkl (not a torch file)")
+                raise NotTorchZip("no data.pkl inside")
             info = zf.getinfo(sorted(names, key=len)[0])
             if info.file_size > MAX_PICKLE_BYTES:
                 raise ValueError(f"its data.pkl is {info.file_size} bytes, over the {MAX_PICKLE_BYTES} limit")
             with zf.open(info) as member:
                 data = member.read(MAX_PICKLE_BYTES + 1)
-        result, _strings, globals_seen = _walk_pickle(io.BytesIO(data))
-        return _pickle_keys(result), globals_seen, f"read {info.filename} from the zip"
+        result, globals_seen = _walk_pickle(io.BytesIO(data))
+        return _scan(result, globals_seen, f"read {info.filename} from the zip")
     reader = BoundedReader(f, min(size, MAX_PICKLE_BYTES))
-    first, _s, globals_seen = _walk_pickle(reader)
+    first, globals_seen = _walk_pickle(reader)
     if first == _TORCH_LEGACY_MAGIC:  # legacy torch.save: magic, protocol, sys_info, then the object
         _walk_pickle(reader)
         _walk_pickle(reader)
-        result, _s, more = _walk_pickle(reader)
-        globals_seen |= more
-        return _pickle_keys(result), globals_seen, "walked the legacy torch pickle"
-    return _pickle_keys(first), globals_seen, "walked the pickle"
+        result, more = _walk_pickle(reader)
+        return _scan(result, globals_seen | more, "walked the legacy torch pickle")
+    return _scan(first, globals_seen, "walked the pickle")
 
 
 def unexpected_globals(globals_seen: set) -> list:
