@@ -140,7 +140,8 @@ class ModelEntry:
     def to_dict(self) -> dict:
         return {"kind": self.kind, "name": self.name, "path": str(self.path), "size": self.size,
                 "base_model": self.base_model, "trigger_words": self.trigger_words,
-                "sha256": self.meta.get("sha256")}
+                "sha256": self.meta.get("sha256"), "family": self.meta.get("family"),
+                "source": self.meta.get("source")}
 
 
 def _is_diffusers_folder(path: Path) -> bool:

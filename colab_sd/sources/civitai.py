@@ -318,15 +318,23 @@ def api_base(ref: CivitaiRef) -> str:
     return endpoint_override() or ref.base or DEFAULT_ENDPOINT
 
 
-def _download_url(base: str, version_id: int, f: Mapping[str, Any], ref: CivitaiRef) -> str:
-    """The file's own download link on `base` (a mirror or the override), without any token."""
-    listed = f.get("downloadUrl")
-    if listed:
-        parts = urlsplit(listed)
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "token"]
-        return f"{base}{parts.path}" + (f"?{urlencode(query)}" if query else "")
-    query = {"fileId": f["id"]} if f.get("id") is not None else dict(ref.filters)
-    return f"{base}/api/download/models/{version_id}" + (f"?{urlencode(query)}" if query else "")
+def _file_query(f: Mapping[str, Any]) -> dict:
+    meta = f.get("metadata") or {}
+    query = {"type": f.get("type"), "format": meta.get("format"), "size": meta.get("size"), "fp": meta.get("fp")}
+    return {k: v for k, v in query.items() if v}
+
+
+def _download_url(base: str, version: Mapping[str, Any], f: Mapping[str, Any]) -> str:
+    """The chosen file's download link on `base` (a mirror or the override), without any token.
+
+    The link names the file by type/format/size/fp, as the site's own buttons do; when two files
+    share those, by `fileId`.
+    """
+    query = _file_query(f)
+    twins = [g for g in version.get("files") or [] if _file_query(g) == query]
+    if len(twins) != 1 and f.get("id") is not None:
+        query = {"fileId": f["id"]}
+    return f"{base}/api/download/models/{version['id']}" + (f"?{urlencode(query)}" if query else "")
 
 
 def _auth(ref: CivitaiRef, tokens: Optional[TokenStore]) -> Optional[Token]:
@@ -380,7 +388,7 @@ def resolve(url: str, tokens: Optional[TokenStore] = None, *, notes: Optional[li
     token = _auth(ref, tokens)
     early = version.get("earlyAccessEndsAt") if version.get("availability") == "EarlyAccess" else None
     return RemoteFile(
-        url=_download_url(api_base(ref), int(version["id"]), f, ref),
+        url=_download_url(api_base(ref), version, f),
         filename=f.get("name"),
         sha256=sha,
         headers=token.header() if token else {},

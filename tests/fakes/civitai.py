@@ -35,6 +35,7 @@ class FakeFile:
     primary: bool = False
     served_name: Optional[str] = None  # the storage host's Content-Disposition name (CivitAI renames files)
     scan: str = "Success"  # "Pending": a fresh upload, no hashes yet
+    corrupt: bool = False  # storage serves bytes that do not match the API's SHA256
 
     @property
     def sha256(self) -> str:
@@ -46,7 +47,8 @@ class FakeFile:
             meta["size"] = self.size
         if self.fp:
             meta["fp"] = self.fp
-        query = {"type": self.type, "format": self.format}
+        query = {k: v for k, v in (("type", self.type), ("format", self.format), ("size", self.size),
+                                   ("fp", self.fp)) if v}
         entry = {"id": self.id, "name": self.name, "type": self.type, "sizeKB": len(self.data) / 1024,
                  "metadata": meta, "pickleScanResult": self.scan, "virusScanResult": self.scan,
                  "primary": self.primary,
@@ -228,7 +230,8 @@ class FakeCivitai(FakeServer):
         if f is None:
             return send_json(h, 404, {"error": "No file matches the request"})
         served = f.served_name or f.name
-        send(h, 307, b"", "text/plain", {"Location": self.storage.sign(f.data, served)})
+        data = f.data[:-1] + bytes([f.data[-1] ^ 0xFF]) if f.corrupt else f.data
+        send(h, 307, b"", "text/plain", {"Location": self.storage.sign(data, served)})
 
     @staticmethod
     def _select(version: FakeVersion, query: dict) -> Optional[FakeFile]:

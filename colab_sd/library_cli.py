@@ -1,0 +1,52 @@
+"""`colab-sd models [--dir DIR] [--type KIND] [--json]`: list the models library.
+
+One line per model: kind, name, size, base model and trigger words (from the sidecars); `--json`
+prints one JSON array instead. `colab_sd.cli` registers this subcommand through `add_parser`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from .library import list_models, models_root, normalize_kind
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list the models library",
+                       description="List the models under DIR: kind, name, size, base model, trigger words.")
+    p.add_argument("--dir", dest="models_dir",
+                   help="models root (default: $COLAB_SD_HOME, /content/models in Colab, ./models)")
+    p.add_argument("--type", dest="kind", help="only this kind: checkpoint, lora, vae, embedding, controlnet, "
+                                               "upscaler, other")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(handler=run)
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def run(args) -> int:
+    root = models_root(args.models_dir)
+    kinds = [normalize_kind(args.kind)] if args.kind and normalize_kind(args.kind) else None
+    entries = list_models(root, kinds) if root.is_dir() else []
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], ensure_ascii=False))
+        return 0
+    if not entries:
+        where = "" if root.is_dir() else " (the folder does not exist yet)"
+        print(f"no models in {root}{where}; add one with: colab-sd download URL --dir {root}", file=sys.stderr)
+        return 0
+    rows = [(e.kind, e.name, human_size(e.size), e.base_model or "-", ", ".join(e.trigger_words) or "-")
+            for e in entries]
+    header = ("KIND", "NAME", "SIZE", "BASE MODEL", "TRIGGER WORDS")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+    for row in [header] + rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+    print(f"{len(entries)} model{'s' if len(entries) != 1 else ''} in {root}")
+    return 0
