@@ -7,9 +7,6 @@ from pathlib import Path
 from .result import FAMILY_NAMES, Probe, unknown
 from .rules import Verdict, width_family
 
-
-# ------------------------------------------------------------------------------------------------ diffusers folders
-
 _PIPELINE_FAMILIES = {
     "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",
     "StableDiffusionXLInpaintPipeline": "sdxl", "StableDiffusionXLInstructPix2PixPipeline": "sdxl",
@@ -38,6 +35,7 @@ def _read_json(path: Path) -> dict:
 
 
 def inspect_folder(folder: Path) -> Probe:
+    """A diffusers pipeline folder is a checkpoint; a component folder is what its class is."""
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         config = _read_json(folder / "config.json")
@@ -51,31 +49,8 @@ def inspect_folder(folder: Path) -> Probe:
         return unknown("diffusers", "model_index.json has no _class_name")
     verdict = Verdict("checkpoint").why(f"a diffusers folder: model_index.json names {cls}")
     unet = _read_json(folder / "unet" / "config.json")
-    family = _PIPELINE_FAMILIES.get(cls)
-    refiner = not _component_present(index, "text_encoder") and _component_present(index, "text_encoder_2")
-    if family == "sdxl" and refiner:
-        family = "sdxl-refiner"
-        verdict.why("text_encoder_2 only (no CLIP-L) → SDXL refiner")
-    if family is None and cls.startswith(("StableDiffusion", "LatentConsistencyModel", "AltDiffusion")):
-        width = unet.get("cross_attention_dim")
-        if isinstance(width, list):
-            width = width[0] if width else None
-        if width is None:
-            width = _read_json(folder / "text_encoder" / "config.json").get("hidden_size")
-        family = {768: "sd1", 1024: "sd2"}.get(width)
-        if family:
-            verdict.why(f"cross_attention_dim / text encoder width {width} → {FAMILY_NAMES[family]}")
-    if family is None:
-        for word, fam in (("XL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux"), ("PixArt", "pixart"),
-                          ("Cascade", "sd-cascade"), ("Hunyuan", "hunyuan"), ("AuraFlow", "auraflow")):
-            if word in cls:
-                family = fam
-                break
-    verdict.family = family
-    if family and not verdict.reasons[1:]:
-        verdict.why(f"{cls} → {FAMILY_NAMES.get(family, family)}")
-    if family is None:
-        verdict.why("pipeline class not known: family undecided")
+    verdict.family, why = _pipeline_family(cls, index, unet, folder)
+    verdict.why(why)
     in_channels = unet.get("in_channels")
     if in_channels == 9 or "Inpaint" in cls or "Fill" in cls:
         verdict.variant = "inpaint"
@@ -87,7 +62,32 @@ def inspect_folder(folder: Path) -> Probe:
     if scheduler.get("prediction_type") == "v_prediction" and verdict.variant is None:
         verdict.variant = "v-prediction"
         verdict.why("scheduler prediction_type is v_prediction")
-    return Probe(verdict.kind, verdict.family, verdict.variant, "diffusers", tuple(verdict.reasons), {})
+    return verdict.probe("diffusers")
+
+
+def _pipeline_family(cls: str, index: dict, unet: dict, folder: Path) -> tuple:
+    """(family or None, the reason) for a pipeline class and its configs."""
+    family = _PIPELINE_FAMILIES.get(cls)
+    only_bigg = not _component_present(index, "text_encoder") and _component_present(index, "text_encoder_2")
+    if family == "sdxl" and only_bigg:
+        return "sdxl-refiner", "text_encoder_2 only (no CLIP-L) → SDXL refiner"
+    if family:
+        return family, f"{cls} → {FAMILY_NAMES[family]}"
+    if cls.startswith(("StableDiffusion", "LatentConsistencyModel")):
+        # SD1 and SD2 share the pipeline class: the UNet's context width (= text encoder width) tells them apart
+        width = unet.get("cross_attention_dim")
+        if isinstance(width, list):
+            width = width[0] if width else None
+        if width is None:
+            width = _read_json(folder / "text_encoder" / "config.json").get("hidden_size")
+        family = {768: "sd1", 1024: "sd2"}.get(width)
+        if family:
+            return family, f"cross_attention_dim / text encoder width {width} → {FAMILY_NAMES[family]}"
+    for word, family in (("XL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux"), ("PixArt", "pixart"),
+                         ("Cascade", "sd-cascade"), ("Hunyuan", "hunyuan"), ("AuraFlow", "auraflow")):
+        if word in cls:
+            return family, f"{cls} names {FAMILY_NAMES[family]}"
+    return None, "pipeline class not known: family undecided"
 
 
 def _component_present(index: dict, name: str) -> bool:
@@ -114,4 +114,4 @@ def _inspect_component(cls: str, config: dict) -> Probe:
     elif cls == "UNet2DConditionModel":
         verdict.family = width_family(config.get("cross_attention_dim"))
         verdict.why("a UNet alone, not a whole pipeline")
-    return Probe(verdict.kind, verdict.family, verdict.variant, "diffusers", tuple(verdict.reasons), {})
+    return verdict.probe("diffusers")

@@ -91,11 +91,7 @@ def read_safetensors_header(path) -> dict:
                 raise InputError(f"{name} has a corrupt safetensors header (__metadata__ is not an object); "
                                  f"{_refetch_hint()}")
             continue
-        if not (isinstance(entry, dict) and isinstance(entry.get("dtype"), str)
-                and isinstance(entry.get("shape"), list) and all(isinstance(d, int) and d >= 0 for d in entry["shape"])
-                and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
-                and all(isinstance(o, int) and o >= 0 for o in entry["data_offsets"])
-                and entry["data_offsets"][0] <= entry["data_offsets"][1]):
+        if not _valid_entry(entry):
             raise InputError(f"{name} has a corrupt safetensors header (bad entry for tensor {key[:80]!r}); "
                              f"{_refetch_hint()}")
         end = max(end, entry["data_offsets"][1])
@@ -105,7 +101,18 @@ def read_safetensors_header(path) -> dict:
     return header
 
 
+def _valid_entry(entry) -> bool:
+    """A tensor entry as the format defines it: {"dtype": str, "shape": [int ≥ 0], "data_offsets": [begin ≤ end]}."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
+        return False
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    return (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+            and isinstance(offsets, list) and len(offsets) == 2
+            and all(isinstance(o, int) and o >= 0 for o in offsets) and offsets[0] <= offsets[1])
+
+
 def shapes_from_header(header: dict) -> tuple[dict, dict]:
+    """(tensor name → shape, metadata as strings) from a parsed header."""
     meta = header.get("__metadata__") or {}
     metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
     shapes = {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}

@@ -132,6 +132,10 @@ class Verdict:
         self.reasons.append(text)
         return self
 
+    def probe(self, format: str, metadata: Optional[dict] = None) -> Probe:
+        assert self.kind in KINDS or self.kind is None
+        return Probe(self.kind, self.family, self.variant, format, tuple(self.reasons), dict(metadata or {}))
+
 
 def inspect_keys(keys_to_shapes: dict, metadata: Optional[dict] = None, *, format: str = "safetensors") -> Probe:
     """Classify a state dict from its key names and shapes (shape None = unknown) plus optional metadata."""
@@ -169,8 +173,7 @@ def inspect_keys(keys_to_shapes: dict, metadata: Optional[dict] = None, *, forma
         verdict.why("metadata says it was trained on a v-prediction model")
     if format == "pickle":
         verdict.why("pickle format: loading it runs code from the file; prefer a .safetensors version")
-    assert verdict.kind in KINDS or verdict.kind is None
-    return Probe(verdict.kind, verdict.family, verdict.variant, format, tuple(verdict.reasons), metadata)
+    return verdict.probe(format, metadata)
 
 
 # ------------------------------------------------------------------------------------------------ rules
