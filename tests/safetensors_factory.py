@@ -198,26 +198,32 @@ def make_checkpoint(path, family: str = "sd1", variant: Optional[str] = None, fm
 # ------------------------------------------------------------------------------------------------ LoRA
 
 # family → [(kohya stem, diffusers module path, in_features, out_features)] for unet / te1 / te2
+def _te(layer: int, width: int) -> tuple:
+    """A text-encoder k_proj target: (kohya stem, module path, in, out)."""
+    module = f"text_model.encoder.layers.{layer}.self_attn.k_proj"
+    return module.replace(".", "_"), module, width, width
+
+
 _LORA_TARGETS = {
     "sd1": {
         "unet": [("down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k",
                   "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k", 768, 320),
                  ("down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q",
                   "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", 320, 320)],
-        "te": [("text_model_encoder_layers_0_self_attn_k_proj", "text_model.encoder.layers.0.self_attn.k_proj", 768, 768)],
+        "te": [_te(0, 768)],
     },
     "sd2": {
         "unet": [("down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k",
                   "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k", 1024, 320)],
-        "te": [("text_model_encoder_layers_22_self_attn_k_proj", "text_model.encoder.layers.22.self_attn.k_proj", 1024, 1024)],
+        "te": [_te(22, 1024)],
     },
     "sdxl": {
         "unet": [("input_blocks_4_1_transformer_blocks_1_attn2_to_k",
                   "down_blocks.1.attentions.0.transformer_blocks.1.attn2.to_k", 2048, 640),
                  ("input_blocks_7_1_transformer_blocks_9_attn1_to_q",
                   "down_blocks.2.attentions.0.transformer_blocks.9.attn1.to_q", 1280, 1280)],
-        "te1": [("text_model_encoder_layers_0_self_attn_k_proj", "text_model.encoder.layers.0.self_attn.k_proj", 768, 768)],
-        "te2": [("text_model_encoder_layers_0_self_attn_k_proj", "text_model.encoder.layers.0.self_attn.k_proj", 1280, 1280)],
+        "te1": [_te(0, 768)],
+        "te2": [_te(0, 1280)],
     },
     "flux": {
         "unet": [("double_blocks_0_img_attn_qkv", "transformer_blocks.0.attn.to_k", 3072, 3072),

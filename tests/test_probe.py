@@ -18,7 +18,7 @@ from colab_sd.errors import InputError
 from colab_sd.library import KINDS
 from colab_sd.probe import Probe, headers, inspect, inspect_keys, read_safetensors_header
 
-# ============================================================================================ checkpoints
+# ========================================================================================================== checkpoints
 
 CHECKPOINTS = [
     # family, variant, expected reason fragment
@@ -69,7 +69,7 @@ def test_plain_pickle_ckpt_without_tensors_classified_by_key_names(tmp_path):
     assert any("conditioner.embedders.1" in r for r in result.reasons)
 
 
-# ============================================================================================ LoRA
+# ================================================================================================================= LoRA
 
 LORA_STYLES = {"kohya": None, "locon": None, "loha": "loha", "lokr": "lokr", "dora": "dora", "diffusers": None,
                "peft": None}
@@ -173,7 +173,7 @@ def test_old_diffusers_processor_lora():
     assert "diffusers-style" in result.reasons[0]
 
 
-# ============================================================================================ embeddings, VAE, ControlNet, upscalers
+# =============================================================================== embeddings, VAE, ControlNet, upscalers
 
 
 @pytest.mark.parametrize("family,width", [("sd1", 768), ("sd2", 1024), ("sdxl", 1280)])
@@ -230,7 +230,8 @@ def test_controlnet(tmp_path, family, layout):
 def test_controlnet_other_formats():
     lllite = inspect_keys({"lllite_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.down.0.weight": [32, 640]})
     assert (lllite.kind, lllite.family) == ("controlnet", "sdxl")
-    xlabs = inspect_keys({"controlnet_blocks.0.weight": [3072, 3072], "double_blocks.0.img_attn.qkv.weight": [9216, 3072],
+    xlabs = inspect_keys({"controlnet_blocks.0.weight": [3072, 3072],
+                          "double_blocks.0.img_attn.qkv.weight": [9216, 3072],
                           "input_hint_block.0.weight": [16, 3, 3, 3]})
     assert (xlabs.kind, xlabs.family) == ("controlnet", "flux")
 
@@ -249,7 +250,7 @@ def test_upscaler_pickles(tmp_path, arch, fmt):
     assert (result.kind, result.format) == ("upscaler", "pickle")
 
 
-# ============================================================================================ the pure classifier
+# ================================================================================================== the pure classifier
 
 
 def _ck(family, **extra):
@@ -264,7 +265,8 @@ def _ck(family, **extra):
      ("checkpoint", "auraflow", None)),
     ({"blocks.0.cross_attn.q_linear.weight": [1152, 1152], "y_embedder.y_proj.fc1.weight": [1152, 4096]},
      ("checkpoint", "pixart", None)),
-    ({"blocks.0.cross_attn.q_linear.weight": [1152, 1152], "blocks.0.mlp.inverted_conv.conv.weight": [5760, 1152, 1, 1]},
+    ({"blocks.0.cross_attn.q_linear.weight": [1152, 1152],
+      "blocks.0.mlp.inverted_conv.conv.weight": [5760, 1152, 1, 1]},
      ("checkpoint", "sana", None)),
     ({"mlp_t5.0.weight": [8192, 2048], "blocks.0.attn1.Wqkv.weight": [4224, 1408]}, ("checkpoint", "hunyuan", None)),
     ({"clip_txt_mapper.weight": [2048, 1280]}, ("checkpoint", "sd-cascade", "stage-c")),
@@ -328,7 +330,7 @@ def test_inspect_keys_unknown_says_first_keys():
     assert inspect_keys({}).reasons == ("no tensors in the file",)
 
 
-# ============================================================================================ junk and errors
+# ====================================================================================================== junk and errors
 
 JUNK = [
     (sf.make_random_bytes, "header length"),
@@ -404,11 +406,11 @@ def test_safetensors_length_that_starts_like_a_pickle(tmp_path):
     assert (result.kind, result.family, result.format) == ("embedding", "sd1", "safetensors")
 
 
-# ============================================================================================ reading only headers
+# ================================================================================================= reading only headers
 
 
 class _CountingOpen:
-    """Wraps `open` inside colab_sd.probe.headers (where probe opens every file) and counts the bytes its files hand out."""
+    """Wraps `open` in colab_sd.probe.headers (where probe opens every file); counts the bytes read from them."""
 
     def __init__(self):
         self.read = 0
@@ -477,7 +479,7 @@ def test_gguf_unknown_and_corrupt(tmp_path):
     assert (result.kind, result.format) == (None, "gguf") and "cannot be read" in result.reasons[0]
 
 
-# ============================================================================================ pickles are never executed
+# =========================================================================================== pickles are never executed
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -522,7 +524,7 @@ def test_truncated_pickle_is_unknown(tmp_path):
     assert (result.kind, result.format) == (None, "pickle")
 
 
-# ============================================================================================ diffusers folders
+# ==================================================================================================== diffusers folders
 
 
 @pytest.mark.parametrize("family,variant", [("sd1", None), ("sd2", "v-prediction"), ("sd1", "inpaint"), ("sdxl", None),
@@ -545,7 +547,7 @@ def test_diffusers_component_folders(tmp_path):
     assert (inspect(vae).kind, inspect(vae).family) == ("vae", None)
 
 
-# ============================================================================================ the Probe object and the house rules
+# ================================================================================= the Probe object and the house rules
 
 
 def test_probe_summary_dict_and_hash(tmp_path):
@@ -579,7 +581,7 @@ def test_probe_never_imports_torch(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
-# ============================================================================================ the factory's files are real
+# ========================================================================================= the factory's files are real
 
 
 def _all_factory_safetensors(tmp_path):
