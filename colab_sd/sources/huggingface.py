@@ -422,11 +422,13 @@ def make_fetcher(ref: HfRef, path: str, token: Optional[Token], commit: Optional
         size = got.stat().st_size
         if remote.size is not None and size != remote.size:
             got.unlink(missing_ok=True)
+            _clean_staging(staging, path)
             raise IntegrityError(f"{path} from {ref.repo_id} has {size} bytes, the Hub said {remote.size}: "
                                  "deleted; run again")
         digest = _sha256_file(got)
         if remote.sha256 and digest != remote.sha256:
             got.unlink(missing_ok=True)
+            _clean_staging(staging, path)
             raise IntegrityError(f"{path} from {ref.repo_id} does not match the Hub's sha256 "
                                  f"({digest[:12]}… ≠ {remote.sha256[:12]}…): deleted; run again")
         if remote.sha256:

@@ -117,7 +117,7 @@ class FakeDrive:
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.proxy = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def env(self) -> dict:
         """Environment that routes requests (so gdown) through this fake and trusts its certificate."""

@@ -1,0 +1,196 @@
+"""Hugging Face end to end: the real huggingface_hub client against the local fake Hub."""
+import json
+from pathlib import Path
+
+import pytest
+
+import colab_sd
+from colab_sd import cli
+from colab_sd.errors import AuthError, InputError, IntegrityError, NotFoundError
+from colab_sd.events import Collect, Completed, Progress
+from colab_sd.library import read_sidecar
+from colab_sd.tokens import TokenStore
+from fakes.fixtures import file_sha256, hub, model_bytes, sha256  # noqa: F401 (fixtures)
+from fakes.hf_hub import TOKEN
+
+PIPELINE = {
+    "model_index.json": b'{"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0"}',
+    "README.md": b"# tiny",
+    "v1-5-pruned.safetensors": b"root single-file checkpoint: not part of the pipeline",
+    "unet/config.json": b'{"_class_name": "UNet2DConditionModel"}',
+    "unet/diffusion_pytorch_model.safetensors": b"unet weights" * 100,
+    "unet/diffusion_pytorch_model.fp16.safetensors": b"unet fp16" * 100,
+    "unet/diffusion_pytorch_model.bin": b"unet pickle",
+    "text_encoder/config.json": b'{"architectures": ["CLIPTextModel"]}',
+    "text_encoder/model.safetensors": b"text encoder" * 50,
+    "tokenizer/vocab.json": b'{"a": 0}',
+    "tokenizer/merges.txt": b"#version: 0.2\n",
+    "scheduler/scheduler_config.json": b'{"_class_name": "PNDMScheduler"}',
+    "vae/config.json": b'{"_class_name": "AutoencoderKL"}',
+    "vae/diffusion_pytorch_model.safetensors": b"vae weights" * 80,
+}
+FETCHED = sorted(["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                  "text_encoder/config.json", "text_encoder/model.safetensors", "tokenizer/vocab.json",
+                  "tokenizer/merges.txt", "scheduler/scheduler_config.json", "vae/config.json",
+                  "vae/diffusion_pytorch_model.safetensors"])
+
+
+@pytest.fixture
+def repos(hub, model_bytes):
+    b = model_bytes
+    hub.add_repo("alice/dreamy-lora", {"README.md": b"# LoRA", "dreamy_lora.safetensors": b["lora"],
+                                       "sub/dir/pytorch_lora_weights.safetensors": b["lora_xl"]})
+    hub.add_repo("alice/dreamy-lora", {"dreamy_lora.safetensors": b["lora_xl"]}, revision="v2.0")
+    hub.add_repo("alice/one-vae", {"README.md": b"# VAE", "diffusion_pytorch_model.safetensors": b["vae"]})
+    hub.add_repo("alice/embeds", {"sd1/emb.safetensors": b["embedding"]}, repo_type="dataset")
+    hub.add_repo("org/tiny-sd", PIPELINE)
+    hub.add_repo("org/gated", {"gated.safetensors": b["lora"]}, gated=True)
+    hub.add_repo("org/private", {"private.safetensors": b["lora"]}, private=True)
+    hub.add_repo("org/many", {"a.safetensors": b["lora"], "b.safetensors": b["lora_xl"]})
+    return b
+
+
+def _files(root: Path):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _no_tokens():
+    return TokenStore(use_colab=False)
+
+
+FORMS = [
+    ("https://huggingface.co/alice/dreamy-lora/blob/main/dreamy_lora.safetensors", "lora", "dreamy_lora.safetensors",
+     "lora", "main"),
+    ("https://huggingface.co/alice/dreamy-lora/resolve/main/dreamy_lora.safetensors?download=true", "lora",
+     "dreamy_lora.safetensors", "lora", "main"),
+    ("https://huggingface.co/alice/dreamy-lora/resolve/v2.0/dreamy_lora.safetensors", "lora_xl",
+     "dreamy_lora.safetensors", "lora", "v2.0"),
+    ("https://huggingface.co/alice/dreamy-lora/blob/main/sub/dir/pytorch_lora_weights.safetensors", "lora_xl",
+     "dreamy-lora.safetensors", "lora", "main"),
+    ("https://hf.co/alice/dreamy-lora/resolve/main/dreamy_lora.safetensors", "lora", "dreamy_lora.safetensors",
+     "lora", "main"),
+    ("alice/dreamy-lora/dreamy_lora.safetensors", "lora", "dreamy_lora.safetensors", "lora", "main"),
+    ("alice/dreamy-lora@v2.0/dreamy_lora.safetensors", "lora_xl", "dreamy_lora.safetensors", "lora", "v2.0"),
+    ("huggingface.co/alice/dreamy-lora/blob/main/dreamy_lora.safetensors", "lora", "dreamy_lora.safetensors",
+     "lora", "main"),
+    ("https://huggingface.co/alice/one-vae", "vae", "one-vae.safetensors", "vae", "main"),
+    ("https://huggingface.co/datasets/alice/embeds/resolve/main/sd1/emb.safetensors", "embedding",
+     "emb.safetensors", "embedding", "main"),
+]
+
+
+@pytest.mark.parametrize("url, key, name, folder, revision", FORMS, ids=[f[0] for f in FORMS])
+def test_every_file_form_via_api(url, key, name, folder, revision, repos, hub, models):
+    events = Collect()
+    path = colab_sd.download(url, models_dir=models, on_event=events, tokens=_no_tokens())
+    assert path == models / folder / name
+    assert file_sha256(path) == sha256(repos[key])
+    side = read_sidecar(path)
+    assert side["kind"] == folder and side["sha256"] == sha256(repos[key]) and side["sha256_verified"] is True
+    assert side["source_name"] == "huggingface" and side["huggingface"]["revision"] == revision
+    assert side["huggingface"]["commit"] and side["size"] == len(repos[key])
+    assert side["source"] == ("https://" + url if url.startswith("huggingface.co/") else url)
+    assert _files(models) == sorted([f"{folder}/{name}", f"{folder}/{name}.json"])  # no staging left behind
+    # The client's progress bar was bridged into our events, under this download's job.
+    progress = events.of(Progress)
+    assert progress and progress[-1].downloaded == len(repos[key]) and progress[-1].job == events.events[0].job
+    assert len(events.of(Completed)) == 1
+    assert hub.cdn.auth_seen == 0
+
+
+def test_endpoint_host_url_and_commit_revision(repos, hub, models):
+    commit = hub.repos[("model", "alice/dreamy-lora")].branches["v2.0"]
+    url = f"{hub.base}/alice/dreamy-lora/resolve/{commit}/dreamy_lora.safetensors"
+    path = colab_sd.download(url, models_dir=models, tokens=_no_tokens())
+    assert file_sha256(path) == sha256(repos["lora_xl"])
+    assert read_sidecar(path)["huggingface"]["commit"] == commit
+
+
+def test_diffusers_repo_is_fetched_whole_but_lean(repos, hub, models):
+    events = Collect()
+    path = colab_sd.download("https://huggingface.co/org/tiny-sd", models_dir=models, on_event=events,
+                             tokens=_no_tokens())
+    assert path == models / "checkpoint" / "tiny-sd"
+    assert _files(path) == FETCHED
+    for rel in FETCHED:
+        assert (path / rel).read_bytes() == PIPELINE[rel]
+    side = read_sidecar(path)
+    assert side["kind"] == "checkpoint" and side["files"] == len(FETCHED) and side["sha256_verified_files"] == 3
+    assert side["huggingface"]["repo"] == "org/tiny-sd" and "path" not in side["huggingface"]
+    assert _files(models) == sorted([f"checkpoint/tiny-sd/{f}" for f in FETCHED] + ["checkpoint/tiny-sd.json"])
+    done = events.of(Completed)
+    assert len(done) == 1 and done[0].path == str(path)
+    from colab_sd.library import list_models
+
+    assert [(e.kind, e.name) for e in list_models(models)] == [("checkpoint", "tiny-sd")]
+
+
+def test_forms_via_cli(repos, hub, models, capsys):
+    for url, expected in [("alice/dreamy-lora/dreamy_lora.safetensors", models / "lora" / "dreamy_lora.safetensors"),
+                          ("org/tiny-sd", models / "checkpoint" / "tiny-sd")]:
+        code = cli.main(["download", url, "--dir", str(models), "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        done = [json.loads(line) for line in out.splitlines() if json.loads(line)["status"] == "completed"]
+        assert len(done) == 1 and Path(done[0]["path"]) == expected and expected.exists()
+
+
+def test_gated_repo_says_accept_the_licence(repos, hub, models):
+    url = "https://huggingface.co/org/gated/blob/main/gated.safetensors"
+    with pytest.raises(AuthError) as info:
+        colab_sd.download(url, models_dir=models, tokens=_no_tokens())
+    assert f"accept its licence at {hub.base}/org/gated" in str(info.value) and "HF_TOKEN" in str(info.value)
+    hub.granted.clear()
+    with pytest.raises(AuthError, match="accept its licence .* with the account of your token"):
+        colab_sd.download(url, models_dir=models, tokens=TokenStore(huggingface=TOKEN, use_colab=False))
+    hub.granted.add(TOKEN)
+    path = colab_sd.download(url, models_dir=models, tokens=TokenStore(huggingface=TOKEN, use_colab=False))
+    assert file_sha256(path) == sha256(repos["lora"])
+
+
+def test_private_and_missing_repos(repos, hub, models):
+    with pytest.raises(NotFoundError, match="no Hugging Face repo org/private: it does not exist or is private"):
+        colab_sd.download("org/private/private.safetensors", models_dir=models, tokens=_no_tokens())
+    path = colab_sd.download("org/private/private.safetensors", models_dir=models,
+                             tokens=TokenStore(huggingface=TOKEN, use_colab=False))
+    assert file_sha256(path) == sha256(repos["lora"])
+    with pytest.raises(NotFoundError, match="no Hugging Face repo org/nothing"):
+        colab_sd.download("https://huggingface.co/org/nothing", models_dir=models, tokens=_no_tokens())
+
+
+def test_missing_file_and_revision(repos, hub, models):
+    with pytest.raises(NotFoundError, match="alice/dreamy-lora has no file 'nope.safetensors' at revision 'main'"):
+        colab_sd.download("https://huggingface.co/alice/dreamy-lora/blob/main/nope.safetensors", models_dir=models,
+                          tokens=_no_tokens())
+    with pytest.raises(NotFoundError, match="has no revision 'v9'"):
+        colab_sd.download("https://huggingface.co/alice/dreamy-lora/blob/v9/dreamy_lora.safetensors",
+                          models_dir=models, tokens=_no_tokens())
+    assert _files(models) == []
+
+
+def test_bad_token_is_named(repos, hub, models):
+    with pytest.raises(AuthError, match=r"Hugging Face rejected the token \(argument\)"):
+        colab_sd.download("alice/dreamy-lora/dreamy_lora.safetensors", models_dir=models,
+                          tokens=TokenStore(huggingface="hf_fakeWrongToken9876543210", use_colab=False))
+
+
+def test_repo_with_several_files_asks_which(repos, hub, models):
+    with pytest.raises(InputError, match="holds 2 model files .* paste the one you want, e.g. org/many/a.safetensors"):
+        colab_sd.download("org/many", models_dir=models, tokens=_no_tokens())
+
+
+def test_sha256_mismatch_deletes_the_file(repos, hub, models):
+    hub.repos[("model", "alice/dreamy-lora")].corrupt.add("dreamy_lora.safetensors")
+    with pytest.raises(IntegrityError, match="does not match the Hub's sha256"):
+        colab_sd.download("alice/dreamy-lora/dreamy_lora.safetensors", models_dir=models, tokens=_no_tokens())
+    assert _files(models) == []
+
+
+def test_type_option_wins_and_repeat_is_skipped(repos, hub, models):
+    url = "alice/dreamy-lora/dreamy_lora.safetensors"
+    path = colab_sd.download(url, kind="embedding", models_dir=models, tokens=_no_tokens())
+    assert path == models / "embedding" / "dreamy_lora.safetensors"
+    before = len(hub.cdn.requests)
+    events = Collect()
+    assert colab_sd.download(url, kind="embedding", models_dir=models, on_event=events, tokens=_no_tokens()) == path
+    assert events.of(Completed)[0].skipped and len(hub.cdn.requests) == before
