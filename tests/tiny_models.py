@@ -142,6 +142,28 @@ def build_sd1(seed: int = 0):
                                    requires_safety_checker=False)
 
 
+def build_sd2(seed: int = 0, prediction: str = "v_prediction"):
+    """An SD2-like pipeline: linear projections, 1024-wide OpenCLIP-style text encoder, DDIM (v-prediction)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 8, 16, 16), layers_per_block=2, norm_num_groups=4, sample_size=8,
+        in_channels=4, out_channels=4, cross_attention_dim=1024, attention_head_dim=(2, 2, 4, 4),
+        use_linear_projection=True, upcast_attention=True,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+    vae = tiny_vae(seed + 1)
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(_text_config(1024))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1, prediction_type=prediction)
+    return StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=load_tokenizer("!"),
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+
+
 def build_sdxl(seed: int = 0):
     """An SDXL-like pipeline: SDXL's block layout and conditioning widths (768 + 1280 = 2048, 2816 add-embeds)."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
@@ -284,6 +306,8 @@ def to_original(pipe, family: str) -> dict:
     if family == "sdxl":
         sd.update(clip_to_original(pipe.text_encoder.state_dict(), "conditioner.embedders.0.transformer."))
         sd.update(open_clip_to_original(pipe.text_encoder_2.state_dict(), "conditioner.embedders.1.model."))
+    elif family == "sd2":
+        sd.update(open_clip_to_original(pipe.text_encoder.state_dict(), "cond_stage_model.model."))
     else:
         sd.update(clip_to_original(pipe.text_encoder.state_dict(), "cond_stage_model.transformer."))
     return sd
@@ -415,10 +439,11 @@ def build_library(root: os.PathLike | str) -> Path:
 
         checkpoint/tiny-sd1.safetensors        checkpoint/tiny-sdxl.safetensors   (original layout, fp16)
         checkpoint/tiny-sd1-diffusers/         checkpoint/tiny-sdxl-diffusers/    (diffusers folders)
+        checkpoint/tiny-sd2-768-v.safetensors  (an SD2 v-prediction single file)
         lora/tiny-kohya.safetensors  lora/tiny-peft.safetensors  lora/tiny-sdxl-peft.safetensors
         embedding/tiny-emb.safetensors  embedding/tiny-sdxl-emb.safetensors
         vae/tiny-vae.safetensors  vae/tiny-sdxl-vae.safetensors
-        _configs/sd1/  _configs/sdxl/   (config folders for the tiny architectures, no weights)
+        _configs/sd1/  _configs/sd2/  _configs/sdxl/   (config folders for the tiny architectures, no weights)
     """
     root = Path(root)
     sd1, sdxl = build_sd1(), build_sdxl()
@@ -428,6 +453,9 @@ def build_library(root: os.PathLike | str) -> Path:
     save_diffusers(sdxl, root / "checkpoint" / "tiny-sdxl-diffusers")
     save_config_folder(sd1, root / "_configs" / "sd1")
     save_config_folder(sdxl, root / "_configs" / "sdxl")
+    sd2 = build_sd2()
+    save_single_file(sd2, "sd2", root / "checkpoint" / "tiny-sd2-768-v.safetensors")
+    save_config_folder(sd2, root / "_configs" / "sd2")
     save_kohya_lora(sd1, root / "lora" / "tiny-kohya.safetensors")
     save_peft_lora(sd1, root / "lora" / "tiny-peft.safetensors")
     save_peft_lora(sdxl, root / "lora" / "tiny-sdxl-peft.safetensors")

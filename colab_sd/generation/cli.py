@@ -1,0 +1,93 @@
+"""`colab-sd generate`: options, and a handler that imports torch/diffusers only when it runs."""
+from __future__ import annotations
+
+import sys
+
+from .samplers import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, SAMPLERS, SCHEDULES
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("generate", help="generate images with a checkpoint from the library",
+                       description="Generate images (txt2img, or img2img with --init) and save them as PNGs with "
+                                   "A1111 metadata; prints the saved paths.")
+    p.add_argument("--model", "-m", required=True,
+                   help="checkpoint name in DIR/checkpoint, a .safetensors/.ckpt file, a diffusers folder or a HF repo id")
+    p.add_argument("--prompt", "-p", required=True, help="the prompt; <lora:name:0.8> tags apply LoRAs")
+    p.add_argument("--negative", "-n", default="", help="negative prompt")
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--cfg", type=float, default=7.0, help="CFG scale (default 7)")
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, help=f"one of: {', '.join(SAMPLERS)} (default {DEFAULT_SAMPLER})")
+    p.add_argument("--schedule", default=DEFAULT_SCHEDULE, help=f"one of: {', '.join(SCHEDULES)}")
+    p.add_argument("--seed", type=int, default=-1, help="-1 picks one (printed)")
+    p.add_argument("--width", type=int, default=None, help="default: the model's native size (512/768/1024)")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--batch", type=int, default=1, help="images per run (batch size)")
+    p.add_argument("--count", type=int, default=1, help="runs (batch count)")
+    p.add_argument("--clip-skip", type=int, default=1)
+    p.add_argument("--lora", action="append", default=[], metavar="NAME:WEIGHT", help="apply a LoRA (repeatable)")
+    p.add_argument("--embedding", action="append", default=[], metavar="NAME", help="load an embedding by name (repeatable)")
+    p.add_argument("--vae", help="VAE name in DIR/vae, or a file")
+    p.add_argument("--init", help="init image for img2img")
+    p.add_argument("--strength", type=float, default=0.75, help="img2img denoising strength (default 0.75)")
+    p.add_argument("--prediction", choices=("epsilon", "v_prediction"), help="override the detected prediction type")
+    p.add_argument("--config", help="diffusers config folder or repo id for a single-file model (default: bundled)")
+    p.add_argument("--device", help="cuda or cpu (default: cuda when there is one)")
+    p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="default: fp16 on CUDA, fp32 on CPU")
+    p.add_argument("--low-vram", action="store_true", help="model CPU offload and VAE tiling (small GPUs)")
+    p.add_argument("--dir", dest="models_dir", help="models root (default: $COLAB_SD_HOME, /content/models in Colab, ./models)")
+    p.add_argument("--out", dest="outputs_dir", help="outputs folder (default: $COLAB_SD_OUTPUTS, /content/outputs in Colab, ./outputs)")
+    p.add_argument("--json", action="store_true", help="print one JSON event per line on stdout")
+    p.set_defaults(handler=run)
+
+
+class _StepBar:
+    """A tqdm bar per image driven by StepProgress events; info lines above it."""
+
+    def __init__(self, stream):
+        from tqdm.auto import tqdm
+
+        self._tqdm, self._stream, self._bar, self._image = tqdm, stream, None, None
+
+    def __call__(self, event) -> None:
+        from ..events import Completed, Info, StepProgress
+
+        if isinstance(event, StepProgress):
+            if self._bar is None or self._image != event.image:
+                self.close()
+                self._bar = self._tqdm(total=event.total, desc=f"image {event.image + 1}", unit="step",
+                                       file=self._stream, leave=False, dynamic_ncols=True)
+                self._image = event.image
+            self._bar.n = event.step
+            self._bar.refresh()
+        elif isinstance(event, Info):
+            self._tqdm.write(event.message, file=self._stream)
+        elif isinstance(event, Completed):
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def run(args) -> int:
+    from ..events import JsonLines
+    from . import generate
+
+    listener = JsonLines(sys.stdout) if args.json else _StepBar(sys.stderr)
+    try:
+        result = generate(model=args.model, prompt=args.prompt, negative_prompt=args.negative, steps=args.steps,
+                          cfg=args.cfg, sampler=args.sampler, schedule=args.schedule, seed=args.seed,
+                          width=args.width, height=args.height, batch_size=args.batch, batch_count=args.count,
+                          clip_skip=args.clip_skip, loras=args.lora, embeddings=args.embedding, vae=args.vae,
+                          init_image=args.init, strength=args.strength, prediction=args.prediction,
+                          config=args.config, device=args.device, dtype=args.dtype, low_vram=args.low_vram,
+                          models_dir=args.models_dir, outputs_dir=args.outputs_dir, on_event=listener)
+    finally:
+        if isinstance(listener, _StepBar):
+            listener.close()
+    if not args.json:
+        for path in result.paths:
+            print(path, flush=True)
+        print(f"seed {result.seed}: {len(result.paths)} image(s) with {result.model}", file=sys.stderr, flush=True)
+    return 0 if result.paths or not result.cancelled else 1
