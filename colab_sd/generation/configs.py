@@ -70,16 +70,19 @@ def config_folder(family: str, root: Optional[os.PathLike | str] = None, *, toke
     stamp = folder / STAMP
     if _complete(folder) and (not stamp.exists() or stamp.read_text().strip() == _bundle_digest(family)):
         return folder
+    files = tokenizer_files(token=token)  # first: offline without them, nothing is written
     tmp = root / f".{family}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(BUNDLED / family, tmp)
-    files = tokenizer_files(token=token)
-    for tok in _tokenizer_dirs(tmp):
-        for name, src in files.items():
-            shutil.copyfile(src, tok / name)
-    (tmp / STAMP).write_text(_bundle_digest(family) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    try:
+        shutil.copytree(BUNDLED / family, tmp)
+        for tok in _tokenizer_dirs(tmp):
+            for name, src in files.items():
+                shutil.copyfile(src, tok / name)
+        (tmp / STAMP).write_text(_bundle_digest(family) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     log.info("assembled the %s config folder at %s", family, folder)
     return folder
 

@@ -1,0 +1,105 @@
+"""The bundled SD1 / SD2 / SDXL config folders: assembled offline, and true to the real architectures.
+
+The real models cannot be downloaded here, but their parameter counts are public and exact: building each
+component from the bundled config on the meta device (no memory) and counting proves the configs right.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import tiny_models  # noqa: E402
+from colab_sd.errors import GenerationError  # noqa: E402
+from colab_sd.generation import configs  # noqa: E402
+
+# Published sizes: SD1.5 UNet 859.52M, SD2 UNet 865.91M, SDXL UNet 2.567B, the KL-f8 VAE 83.65M,
+# CLIP ViT-L/14 text 123.06M, OpenCLIP-H text without its last layer 340.39M, OpenCLIP-bigG text + projection 694.66M.
+EXPECTED = {
+    "sd1": {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
+    "sd2": {"unet": 865_910_724, "vae": 83_653_863, "text_encoder": 340_387_840},
+    "sdxl": {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480, "text_encoder_2": 694_659_840},
+}
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """A Hugging Face cache holding the CLIP tokenizer files (tiny ones), as after a first online run."""
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "hf-cache"
+    repo = cache / f"models--{configs.TOKENIZER_REPO.replace('/', '--')}"
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    for name, text in tiny_models.tokenizer_files().items():
+        (snapshot / name).write_text(text, encoding="utf-8")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("COLAB_SD_CONFIGS", str(tmp_path / "configs"))
+    return cache
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
+def test_bundled_config_is_assembled_offline_and_matches_the_real_architecture(family, hf_cache, tmp_path):
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    folder = configs.config_folder(family)
+    assert folder == tmp_path / "configs" / family
+    assert (folder / "model_index.json").is_file() and (folder / configs.STAMP).is_file()
+    with init_empty_weights():
+        counts = {"unet": _count(UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))),
+                  "vae": _count(AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))),
+                  "text_encoder": _count(CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder")))}
+        if family == "sdxl":
+            config = CLIPTextConfig.from_pretrained(folder / "text_encoder_2")
+            counts["text_encoder_2"] = _count(CLIPTextModelWithProjection(config))
+    assert counts == EXPECTED[family]
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    assert tokenizer.model_max_length == 77
+    assert tokenizer.pad_token == ("!" if family == "sd2" else "<|endoftext|>")
+    if family == "sdxl":
+        assert CLIPTokenizer.from_pretrained(folder / "tokenizer_2").pad_token == "!"
+
+
+def test_assembled_folder_is_reused_and_rebuilt_when_the_bundle_changes(hf_cache, tmp_path):
+    folder = configs.config_folder("sd1")
+    marker = folder / "unet" / "marker.txt"
+    marker.write_text("kept while the bundle is unchanged")
+    assert configs.config_folder("sd1") == folder and marker.exists()
+    (folder / configs.STAMP).write_text("an older bundle\n")
+    assert configs.config_folder("sd1") == folder and not marker.exists()
+
+
+def test_a_users_own_config_folder_is_used_as_it_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLAB_SD_CONFIGS", str(tmp_path / "configs"))
+    own = tiny_models.save_config_folder(tiny_models.build_sd1(), tmp_path / "configs" / "sd1")
+    assert configs.config_folder("sd1") == own
+    assert not (own / configs.STAMP).exists()
+
+
+def test_offline_without_tokenizer_files_says_what_to_do(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("COLAB_SD_CONFIGS", str(tmp_path / "configs"))
+    with pytest.raises(GenerationError) as err:
+        configs.config_folder("sdxl")
+    assert "connect to the internet once" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "configs" / "sdxl").exists()
+
+
+def test_unknown_family_has_no_bundle():
+    with pytest.raises(GenerationError, match="no bundled config for the flux family"):
+        configs.config_folder("flux")
