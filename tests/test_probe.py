@@ -5,6 +5,7 @@ import builtins
 import json
 import os
 import pickle
+import random
 import struct
 import subprocess
 import sys
@@ -365,7 +366,9 @@ def test_header_over_limit_is_refused_before_reading(tmp_path):
 
 
 @pytest.mark.parametrize("header", [b"[1, 2]", b'{"a": {"dtype": "F16", "shape": [2]}}', b"{not json",
-                                    b'{"__metadata__": [1]}'])
+                                    b'{"__metadata__": [1]}', b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                                    b'{"a": {"dtype": "F16", "shape": [-1], "data_offsets": [0, 0]}}'],
+                         ids=["list", "no-offsets", "bad-json", "bad-metadata", "deep-nesting", "negative-dim"])
 def test_corrupt_headers(tmp_path, header):
     path = tmp_path / "x.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header)
@@ -477,6 +480,45 @@ def test_gguf_unknown_and_corrupt(tmp_path):
     bad.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1 << 40, 0))
     result = inspect(bad)
     assert (result.kind, result.format) == (None, "gguf") and "cannot be read" in result.reasons[0]
+
+
+# =============================================================================== damaged files never make inspect raise
+
+
+def _mutations(data: bytes, count: int, seed: int, span: int):
+    """`count` copies of `data` with 1-3 random bytes changed in the first `span` bytes, some cut short."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        copy = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            copy[rng.randrange(min(span, len(copy)))] = rng.randrange(256)
+        if rng.random() < 0.15:
+            copy = copy[:rng.randrange(5, len(copy))]
+        yield bytes(copy)
+
+
+def test_damaged_files_give_a_probe_never_an_exception(tmp_path):
+    marker = tmp_path / "marker"
+    sources = {
+        "zip": sf.make_embedding(tmp_path / "e.pt", "sd1", fmt="pt"),
+        "legacy": sf.make_booby_trapped_ckpt(tmp_path / "evil.ckpt", marker, legacy=True),
+        "safetensors": sf.make_lora(tmp_path / "l.safetensors", "sdxl"),
+        "gguf": sf.make_gguf(tmp_path / "g.gguf", {"double_blocks.0.img_attn.norm.key_norm.scale": [128]},
+                             {"general.architecture": "flux"}),
+    }
+    target = tmp_path / "damaged.bin"
+    kinds = set()
+    for seed, (name, path) in enumerate(sources.items()):
+        data = path.read_bytes()
+        if name != "zip":  # the tensor data after the headers plays no part; keep the copies small
+            data = data[:16384]
+        for damaged in _mutations(data, 200, seed, 4096):
+            target.write_bytes(damaged)
+            result = inspect(target)  # must not raise
+            assert isinstance(result, Probe) and result.reasons
+            kinds.add(result.kind)
+    assert not marker.exists()
+    assert None in kinds and len(kinds) > 1  # some copies are still readable, some are not
 
 
 # =========================================================================================== pickles are never executed

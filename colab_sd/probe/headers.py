@@ -78,6 +78,8 @@ def read_safetensors_header(path) -> dict:
         raise InputError(f"{name} is not a safetensors file: the header is not JSON; {_refetch_hint()}")
     try:
         header = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise InputError(f"{name} has a corrupt safetensors header (absurdly nested JSON); {_refetch_hint()}") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{name} has a corrupt safetensors header (bad JSON: {str(exc).splitlines()[0]}); "
                          f"{_refetch_hint()}") from None

@@ -11,6 +11,7 @@ import io
 import pickletools
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -293,13 +294,13 @@ def _pickle_keys(result: dict) -> dict:
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
-def read_pickle_keys(f, size: int, is_zip: bool) -> PickleScan:
-    """Walk a torch zip file's data.pkl, or a (legacy torch) pickle stream; raises ValueError & co when it cannot."""
-    if is_zip:
-        try:
-            zf = zipfile.ZipFile(f)
-        except zipfile.BadZipFile as exc:
-            raise NotTorchZip(str(exc)) from None
+def _read_data_pkl(f) -> tuple[bytes, str]:
+    """The bytes of `<name>/data.pkl` from a torch zip file, and its name; only that member is read."""
+    try:
+        zf = zipfile.ZipFile(f)
+    except zipfile.BadZipFile as exc:
+        raise NotTorchZip(str(exc)) from None
+    try:
         with zf:
             names = [n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") <= 1]
             if not names:
@@ -308,9 +309,17 @@ def read_pickle_keys(f, size: int, is_zip: bool) -> PickleScan:
             if info.file_size > MAX_PICKLE_BYTES:
                 raise ValueError(f"its data.pkl is {info.file_size} bytes, over the {MAX_PICKLE_BYTES} limit")
             with zf.open(info) as member:
-                data = member.read(MAX_PICKLE_BYTES + 1)
+                return member.read(MAX_PICKLE_BYTES + 1), info.filename
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
+        raise ValueError(f"the zip archive is damaged ({exc}); download it again") from None
+
+
+def read_pickle_keys(f, size: int, is_zip: bool) -> PickleScan:
+    """Walk a torch zip file's data.pkl, or a (legacy torch) pickle stream; raises ValueError & co when it cannot."""
+    if is_zip:
+        data, member = _read_data_pkl(f)
         result, globals_seen = _walk_pickle(io.BytesIO(data))
-        return _scan(result, globals_seen, f"read {info.filename} from the zip")
+        return _scan(result, globals_seen, f"read {member} from the zip")
     reader = BoundedReader(f, min(size, MAX_PICKLE_BYTES))
     first, globals_seen = _walk_pickle(reader)
     if first == _TORCH_LEGACY_MAGIC:  # legacy torch.save: magic, protocol, sys_info, then the object
