@@ -140,3 +140,28 @@ def test_repeat_download_is_skipped(drive, model_bytes, models):
     events = Collect()
     assert colab_sd.download(url, models_dir=models, on_event=events) == first
     assert events.of(Completed)[0].skipped and len(drive.requests) == served
+
+
+def test_gdown_without_progress_callback_still_reports(drive, model_bytes, models, monkeypatch):
+    """Colab ships gdown 5.2.x: no progress=, cancel=, retries= or timeout=. Only what the installed
+    signature has is passed, and a watcher reports the growing file instead."""
+    import gdown
+
+    real = gdown.download
+    seen = {}
+
+    def download_v5(url=None, output=None, quiet=False, proxy=None, speed=None, use_cookies=True, verify=True,
+                    id=None, fuzzy=False, resume=False, format=None, user_agent=None, log_messages=None):
+        seen.update(url=url, output=output, resume=resume, quiet=quiet)
+        return real(url=url, output=output, quiet=quiet, proxy=proxy, speed=speed, use_cookies=use_cookies,
+                    verify=verify, id=id, resume=resume, format=format, user_agent=user_agent,
+                    log_messages=log_messages)
+
+    monkeypatch.setattr(gdown, "download", download_v5)
+    f = drive.add_file("dreamy_lora.safetensors", model_bytes["lora"])
+    events = Collect()
+    path = colab_sd.download(f"https://drive.google.com/file/d/{f.id}/view", models_dir=models, on_event=events)
+    assert file_sha256(path) == sha256(model_bytes["lora"]) and path.parent.name == "lora"
+    assert seen["url"] == f"https://drive.google.com/uc?id={f.id}" and seen["resume"] and seen["quiet"]
+    last = events.of(Progress)[-1]
+    assert last.downloaded == last.total == len(model_bytes["lora"])

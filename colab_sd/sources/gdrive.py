@@ -220,6 +220,8 @@ def _fetch_file(ref: DriveRef, staging: Path, dest_dir: Path, name: Optional[str
     if not out or not Path(out).is_file():  # gdown < 5 printed its error and returned None
         raise DownloadError(PERMISSION)
     got = Path(out)
+    if "progress" not in params:  # the watcher samples twice a second: always report the end
+        emit(meter.progress(got.stat().st_size, got.stat().st_size, job=job))
     if _looks_like_page(got):
         got.unlink(missing_ok=True)
         raise ErrorPageError("Google Drive sent a web page instead of the file (it was not saved): " + PERMISSION)
