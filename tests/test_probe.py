@@ -389,6 +389,8 @@ def test_missing_file_and_folder(tmp_path):
     assert result.kind is None and "model_index.json" in result.reasons[0]
     (tmp_path / "empty.bin").write_bytes(b"")
     assert inspect(tmp_path / "empty.bin").reasons == ("the file is empty",)
+    os.mkfifo(tmp_path / "pipe.safetensors")
+    assert inspect(tmp_path / "pipe.safetensors").reasons == ("pipe.safetensors is not a regular file",)
 
 
 def test_header_and_metadata_are_returned(tmp_path):
@@ -453,8 +455,9 @@ def test_inspect_reads_only_the_header(tmp_path, monkeypatch):
     assert counting.read == 64 + 8 + header_len
 
 
-def test_pickle_probe_reads_only_data_pkl(tmp_path, monkeypatch):
-    path = sf.make_checkpoint(tmp_path / "sd1.ckpt", "sd1", fmt="ckpt")
+@pytest.mark.parametrize("fmt", ["ckpt", "legacy"])
+def test_pickle_probe_reads_only_the_pickle(tmp_path, monkeypatch, fmt):
+    path = sf.make_checkpoint(tmp_path / "sd1.ckpt", "sd1", fmt=fmt)
     counting = _CountingOpen()
     monkeypatch.setattr(headers, "open", counting, raising=False)
     assert inspect(path).family == "sd1"

@@ -41,6 +41,8 @@ def inspect(path) -> Probe:
     if path.is_dir():
         return inspect_folder(path)
     name = display_name(path)
+    if path.exists() and not path.is_file():  # a FIFO or device would block or stream forever
+        return unknown("unknown", f"{name} is not a regular file")
     try:
         f = open_binary(path)
     except FileNotFoundError:

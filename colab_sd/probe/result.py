@@ -14,7 +14,7 @@ FAMILY_NAMES = {
 
 
 KIND_NAMES = {"checkpoint": "checkpoint", "lora": "LoRA", "vae": "VAE", "embedding": "embedding",
-              "controlnet": "ControlNet", "upscaler": "upscaler", "other": "model (other)"}
+              "controlnet": "ControlNet", "upscaler": "upscaler", "other": "other model"}
 
 
 @dataclass(frozen=True)
