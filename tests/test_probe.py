@@ -280,6 +280,12 @@ def _ck(family, **extra):
     ({"shared.weight": [32128, 4096], "encoder.block.0.layer.0.SelfAttention.q.weight": [4096, 4096]},
      ("other", None, None)),
     ({"down_blocks.0.motion_modules.0.temporal_transformer.norm.weight": [320]}, ("other", None, None)),
+    ({"vision_model.encoder.layers.0.self_attn.k_proj.weight": [1280, 1280]}, ("other", None, None)),
+    ({"image_proj.proj.weight": [3072, 1024], "ip_adapter.1.to_k_ip.weight": [320, 768]}, ("other", None, None)),
+    ({"conv_first.weight": [64, 3, 3, 3], "layers.0.blocks.0.attn.qkv.weight": [540, 180],
+      "conv_last.weight": [3, 64, 3, 3]}, ("upscaler", None, None)),
+    ({"double_blocks.0.processor.qkv_lora1.down.weight": [16, 3072],
+      "double_blocks.0.processor.qkv_lora1.up.weight": [9216, 16]}, ("lora", "flux", None)),
 ])
 def test_inspect_keys_other_architectures(keys, expected):
     result = inspect_keys(keys)

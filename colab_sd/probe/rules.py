@@ -227,8 +227,10 @@ def _lora(shapes, keys, metadata):
         algo, label = "dora", "DoRA (dora_scale / lora_magnitude_vector)"
     elif any(k.endswith((".lora_A.weight", ".lora_B.weight")) for k in strong):
         label = "peft-style LoRA (lora_A / lora_B)"
-    elif any(k.endswith((".lora.down.weight", "_lora.down.weight")) or "_lora.down" in k for k in strong):
+    elif any(k.endswith((".lora.down.weight", "_lora.down.weight")) for k in strong):
         label = "diffusers-style LoRA (lora.down / lora.up)"
+    elif any(re.search(r"_lora\d+\.(down|up)\.weight$", k) for k in strong):
+        label = "XLabs-style LoRA (qkv_lora1 / proj_lora1)"
     elif any(k.endswith(".lora_down.weight") for k in strong):
         conv = any(len(_shape(shapes, k) or []) == 4 and (_shape(shapes, k) or [0, 0, 1])[2] > 1
                    for k in strong if k.endswith(".lora_down.weight"))
@@ -506,6 +508,8 @@ def _upscaler(shapes, keys, metadata):
             return up("has conv_first + body.*.rdb* (Real-ESRGAN RRDBNet)")
         if any(k.startswith("layers.") and ".residual_group." in k for k in keys):
             return up("has conv_first + layers.*.residual_group (SwinIR / HAT)")
+        if "conv_last.weight" in shapes or _has_prefix(keys, "upsample."):
+            return up("has conv_first … conv_last / upsample (a super-resolution network)")
     if keys and all(re.fullmatch(r"body\.\d+\.(weight|bias)", k) for k in keys) and len(keys) >= 6:
         first = _shape(shapes, "body.0.weight")
         if first is None or (len(first) == 4 and first[1] in (1, 3)):
@@ -518,6 +522,8 @@ def _other_known(shapes, keys, metadata):
     if _has_prefix(keys, "text_model.encoder.layers.", "text_model.embeddings."):
         width = _dim(shapes, "text_model.embeddings.token_embedding.weight", 1)
         return Verdict("other").why(f"a CLIP text encoder alone{f' ({width} wide)' if width else ''} → other")
+    if _has_prefix(keys, "vision_model.encoder.layers."):
+        return Verdict("other").why("a CLIP vision encoder alone (vision_model.*, used by IP-Adapter) → other")
     if "shared.weight" in shapes and _has_prefix(keys, "encoder.block."):
         return Verdict("other").why("a T5 text encoder alone (shared + encoder.block.*) → other")
     if _has_part(keys, "motion_modules."):
