@@ -249,3 +249,10 @@ def test_pasted_token_in_url_is_used_and_redacted(civitai, model_bytes, models):
     assert all(pasted not in e.to_json() for e in events.events)
     assert pasted not in path.with_name(path.name + ".json").read_text()
     assert all("token=" not in r["path"] + json.dumps(r["query"]) for r in civitai.requests + civitai.storage.requests)
+
+
+def test_user_name_wins_over_the_served_name(catalog, civitai, models, capsys, monkeypatch):
+    monkeypatch.setenv("CIVITAI_TOKEN", TOKEN)
+    assert cli.main(["download", "civitai:5001", "--dir", str(models), "--name", "my_dreamy.safetensors"]) == 0
+    path = models / "lora" / "my_dreamy.safetensors"
+    assert file_sha256(path) == sha256(catalog["v1"]) and read_sidecar(path)["civitai"]["version_id"] == 5001

@@ -194,3 +194,19 @@ def test_type_option_wins_and_repeat_is_skipped(repos, hub, models):
     events = Collect()
     assert colab_sd.download(url, kind="embedding", models_dir=models, on_event=events, tokens=_no_tokens()) == path
     assert events.of(Completed)[0].skipped and len(hub.cdn.requests) == before
+
+
+def test_cancel_stops_the_hub_client_and_keeps_nothing_final(repos, hub, models):
+    import threading
+
+    from colab_sd.errors import DownloadCancelled
+    from colab_sd.events import Cancelled
+
+    cancel = threading.Event()
+    cancel.set()
+    events = Collect()
+    with pytest.raises(DownloadCancelled):
+        colab_sd.download("alice/dreamy-lora/dreamy_lora.safetensors", models_dir=models, on_event=events,
+                          cancel=cancel, tokens=_no_tokens())
+    assert len(events.of(Cancelled)) == 1
+    assert not [f for f in _files(models) if f.endswith(".safetensors")]  # only the client's resumable state
