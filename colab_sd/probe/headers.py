@@ -104,7 +104,7 @@ def read_safetensors_header(path) -> dict:
 
 
 def _valid_entry(entry) -> bool:
-    """A tensor entry as the format defines it: {"dtype": str, "shape": [int ≥ 0], "data_offsets": [begin ≤ end]}."""
+    """A tensor entry as the format defines it: {"dtype": str, "shape": [int ≥ 0], "data_offsets": [b ≤ e]}."""
     if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
         return False
     shape, offsets = entry.get("shape"), entry.get("data_offsets")

@@ -21,8 +21,14 @@ KIND_NAMES = {"checkpoint": "checkpoint", "lora": "LoRA", "vae": "VAE", "embeddi
 class Probe:
     """What a model file is, and why we think so.
 
-    `variant` is a model variant ("inpaint", "v-prediction", "instruct-pix2pix", "schnell", …); for a LoRA it
-    names a LyCORIS algorithm that is not plain LoRA ("loha", "lokr", "oft", "dora", "ia3", "full") or is None.
+    kind: a library folder name (`colab_sd.library.KINDS`), or None when the file is not recognised.
+    family: the base model family ("sd1", "sd2", "sdxl", "sdxl-refiner", "sd3", "flux", …; see FAMILY_NAMES) or None.
+    variant: for checkpoints "inpaint", "instruct-pix2pix", "v-prediction", "edm-v-prediction", "playground-v2.5",
+        "schnell" / "depth" (Flux), "stage-b" / "stage-c" (Stable Cascade); for LoRAs the LyCORIS algorithm when it
+        is not plain LoRA/LoCon ("loha", "lokr", "oft", "dora", "ia3", "full", "glora"); else None.
+    format: "safetensors", "pickle", "gguf", "diffusers" or "unknown".
+    reasons: short sentences, in order, saying how the file was read and why this kind / family.
+    metadata: the safetensors "__metadata__" (GGUF: its string key/values); {} when there is none.
     """
 
     kind: Optional[str]
