@@ -534,9 +534,8 @@ class TensorSpec:
     dtype: str
     shape: tuple
 
-    def __init__(self, dtype: str, shape):
-        object.__setattr__(self, "dtype", dtype)
-        object.__setattr__(self, "shape", tuple(shape))
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(self.shape))  # lists welcome
 
 
 _STORAGE = {"F32": "FloatStorage", "F16": "HalfStorage", "BF16": "BFloat16Storage", "F64": "DoubleStorage",
