@@ -362,6 +362,14 @@ def test_junk_gives_one_line_error_and_unknown_probe(tmp_path, maker, words):
     assert len(result.reasons) == 1 and "\n" not in result.reasons[0]
 
 
+def test_safetensors_reader_names_other_formats(tmp_path):
+    for path, words in ((sf.make_checkpoint(tmp_path / "a.ckpt", "sd1", fmt="ckpt"), "zip archive"),
+                        (sf.make_checkpoint(tmp_path / "b.ckpt", "sd1", fmt="legacy"), "Python pickle"),
+                        (sf.make_gguf(tmp_path / "c.gguf", {"x": [2]}), "GGUF file")):
+        with pytest.raises(InputError, match=words):
+            read_safetensors_header(path)
+
+
 def test_header_over_limit_is_refused_before_reading(tmp_path):
     path = tmp_path / "big.safetensors"
     with open(path, "wb") as f:

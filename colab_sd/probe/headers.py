@@ -27,7 +27,13 @@ def _refetch_hint() -> str:
 
 
 def sniff(head: bytes) -> Optional[str]:
-    """A word for what non-model bytes look like, for error messages; None when they look binary."""
+    """What the first bytes of a file that is not safetensors look like, for messages; None when unknown."""
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (a PyTorch .ckpt/.pt file is one), not safetensors"
+    if head.startswith(b"GGUF"):
+        return "a GGUF file, not safetensors"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle (a legacy PyTorch .ckpt/.pt), not safetensors"
     text = head.lstrip()[:64].lower()
     if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in text:
         return ("an HTML page (often a login or error page saved in place of the model; "
