@@ -195,10 +195,22 @@ class _Run:
         return meta
 
     def _sidecar(self, path: Path, meta: dict, skipped: bool) -> None:
-        if skipped:  # keep what the library knew (first download time), refresh the rest
-            old = library.read_sidecar(path)
+        """Write the sidecar; when the same bytes were already in the library (a repeat, or the same
+        file from another link) keep what it knew and remember this link as another source."""
+        old = library.read_sidecar(path)
+        same = bool(old) and (skipped or (old.get("sha256") and old.get("sha256") == meta.get("sha256")))
+        if same:
+            fresh = {k: v for k, v in meta.items() if v not in (None, [], {}, "")}
+            new_source = redact_url(meta["source"])
+            merged = {**old, **fresh, "source": old.get("source") or new_source}
+            also = [s for s in old.get("also_sources") or [] if s != merged["source"]]
+            if new_source != merged["source"] and new_source not in also:
+                also.append(new_source)
+            if also:
+                merged["also_sources"] = also
             if old.get("downloaded_at"):
-                meta["downloaded_at"] = old["downloaded_at"]
+                merged["downloaded_at"] = old["downloaded_at"]
+            meta = merged
         library.write_sidecar(path, meta)
 
 

@@ -201,7 +201,7 @@ def find_by_source(root: os.PathLike | str, source: str, kind: Optional[str] = N
                    sha256: Optional[str] = None) -> Optional[Path]:
     """The model (file or folder) downloaded from `source` before, when it is still there whole.
 
-    Matches the sidecar's (redacted) source URL; the model must exist with the sidecar's size and,
+    Matches the sidecar's (redacted) source URL or one of its `also_sources`; the model must exist with the sidecar's size and,
     when `sha256` is given, the sidecar's sha256 must be that one. Looks in `kind`'s folder only
     when a kind is given.
     """
@@ -218,7 +218,7 @@ def find_by_source(root: os.PathLike | str, source: str, kind: Optional[str] = N
             if not model.exists():
                 continue
             meta = read_sidecar(model)
-            if meta.get("source") != wanted:
+            if meta.get("source") != wanted and wanted not in (meta.get("also_sources") or []):
                 continue
             if sha256 and (meta.get("sha256") or "").lower() != sha256.lower():
                 continue

@@ -81,6 +81,12 @@ def test_same_file_from_another_link_is_kept_once(server, models, model_bytes):
     second = colab_sd.download(server.url("/b/style.safetensors"), models_dir=models)
     assert first == second == models / "lora" / "style.safetensors"
     assert _files(models) == ["lora/style.safetensors", "lora/style.safetensors.json"]
+    side = read_sidecar(first)
+    assert side["source"] == server.url("/a/style.safetensors")
+    assert side["also_sources"] == [server.url("/b/style.safetensors")]
+    served = len(server.requests)
+    assert colab_sd.download(server.url("/b/style.safetensors"), models_dir=models) == first  # known link now
+    assert len(server.requests) == served
 
 
 def test_repeat_download_is_skipped_without_fetching(server, models, model_bytes):

@@ -210,3 +210,33 @@ def test_cancel_stops_the_hub_client_and_keeps_nothing_final(repos, hub, models)
                           cancel=cancel, tokens=_no_tokens())
     assert len(events.of(Cancelled)) == 1
     assert not [f for f in _files(models) if f.endswith(".safetensors")]  # only the client's resumable state
+
+
+def test_interrupted_hub_download_completes_on_the_next_run(repos, hub, models):
+    """The client's partial file lives in a stable staging folder beside the target: huggingface_hub 1.x
+    (Colab) resumes it with Range on the next run; 2.x drops partial files by design and fetches again.
+    Either way the next run completes, verifies the sha256 and leaves nothing behind."""
+    import threading
+
+    from colab_sd.errors import DownloadCancelled
+
+    data = repos["checkpoint_xl"]
+    hub.add_repo("alice/big", {"big_model.safetensors": data})
+    cancel = threading.Event()
+
+    def stop_after_first_bytes(event):
+        if isinstance(event, Progress) and 0 < event.downloaded < len(data):
+            cancel.set()
+
+    with pytest.raises(DownloadCancelled):
+        colab_sd.download("alice/big/big_model.safetensors", models_dir=models, on_event=stop_after_first_bytes,
+                          cancel=cancel, tokens=_no_tokens())
+    assert cancel.is_set() and not (models / "checkpoint" / "big_model.safetensors").exists()
+    kept = [p for p in (models / "other" / ".hf-staging").rglob("*.incomplete")]
+    first_requests = len(hub.cdn.requests)
+    path = colab_sd.download("alice/big/big_model.safetensors", models_dir=models, tokens=_no_tokens())
+    assert path == models / "checkpoint" / "big_model.safetensors" and file_sha256(path) == sha256(data)
+    assert read_sidecar(path)["sha256_verified"] is True
+    if kept:  # a client that keeps its partial file must be asked to resume it
+        assert any(r["headers"].get("Range") for r in hub.cdn.requests[first_requests:])
+    assert _files(models) == ["checkpoint/big_model.safetensors", "checkpoint/big_model.safetensors.json"]

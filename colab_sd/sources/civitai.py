@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from ..errors import AuthError, InputError, NotFoundError
 from ..remote import RemoteFile
 from ..tokens import Token, TokenStore, remember_secret, redact_url
-from .http import get_json
+from .metadata import get_json
 
 log = logging.getLogger("colab_sd.sources.civitai")
 
