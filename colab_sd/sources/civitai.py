@@ -39,7 +39,7 @@ _TYPE_KIND = {
 }
 # files[].type values that decide the kind whatever the model type is.
 _FILE_TYPE_KIND = {"vae": "vae", "negative": "embedding", "training data": "other", "archive": "other"}
-# AIR type words → CivitAI model types (used only for a message when the API is silent).
+# Query parameters of /api/download/models/{id} that pick one file of a version.
 _DOWNLOAD_FILTERS = ("type", "format", "size", "fp")
 
 

@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any, Mapping, Optional
 
-from ..errors import AuthError, DownloadError, NotFoundError
+from ..errors import DownloadError, NotFoundError
 from ..tokens import redact, redact_url
 
 log = logging.getLogger("colab_sd.sources")
