@@ -27,7 +27,8 @@ def test_lora_is_placed_by_its_header(server, models, model_bytes):
     assert _files(models) == ["lora/detail_tweaker.safetensors", "lora/detail_tweaker.safetensors.json"]
 
 
-@pytest.mark.parametrize("key, folder", [("checkpoint_xl", "checkpoint"), ("vae", "vae"), ("embedding", "embedding")])
+@pytest.mark.parametrize("key, folder", [("checkpoint_xl", "checkpoint"), ("vae", "vae"), ("embedding", "embedding"),
+                                         ("controlnet", "controlnet"), ("upscaler", "upscaler")])
 def test_other_kinds_by_header(key, folder, server, models, model_bytes):
     server.route(f"/files/{key}.safetensors", Route(body=model_bytes[key]))
     path = colab_sd.download(server.url(f"/files/{key}.safetensors"), models_dir=models)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from safetensors_factory import make_checkpoint, make_embedding, make_lora, make_vae
+from safetensors_factory import (make_checkpoint, make_controlnet, make_embedding, make_lora, make_upscaler,
+                                 make_vae)
 
 from .civitai import FakeCivitai
 from .gdrive import FakeDrive
@@ -34,6 +35,8 @@ def model_bytes(tmp_path_factory):
         "embedding": make_embedding(folder / "emb.safetensors", family="sd1"),
         "vae": make_vae(folder / "vae.safetensors"),
         "checkpoint_xl": make_checkpoint(folder / "ckpt_xl.safetensors", family="sdxl"),
+        "controlnet": make_controlnet(folder / "cn.safetensors", family="sd1"),
+        "upscaler": make_upscaler(folder / "up.safetensors", arch="realesrgan"),
     }
     data = {k: Path(v).read_bytes() for k, v in made.items()}
     data["noise"] = bytes(range(256)) * 64  # not a model at all
