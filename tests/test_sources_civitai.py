@@ -256,3 +256,32 @@ def test_user_name_wins_over_the_served_name(catalog, civitai, models, capsys, m
     assert cli.main(["download", "civitai:5001", "--dir", str(models), "--name", "my_dreamy.safetensors"]) == 0
     path = models / "lora" / "my_dreamy.safetensors"
     assert file_sha256(path) == sha256(catalog["v1"]) and read_sidecar(path)["civitai"]["version_id"] == 5001
+
+
+def test_flaky_api_is_retried_then_reported(catalog, civitai, models, monkeypatch):
+    from colab_sd.errors import DownloadError
+    from colab_sd.sources import metadata
+
+    monkeypatch.setattr(metadata, "BACKOFF", 0.01)
+    civitai.api_failures = [502, 429]
+    path = colab_sd.download("civitai:5001", models_dir=models, tokens=_tokens())
+    assert file_sha256(path) == sha256(catalog["v1"]) and len(civitai.hits("/api/v1/")) == 3
+    civitai.api_failures = [503, 503, 503]
+    with pytest.raises(DownloadError, match=r"could not reach CivitAI \(HTTP 503\)"):
+        colab_sd.download("civitai:4999", models_dir=models, tokens=_tokens())
+
+
+def test_unreachable_civitai_is_one_line(models, monkeypatch):
+    import socket
+
+    from colab_sd.errors import DownloadError
+    from colab_sd.sources import metadata
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("CIVITAI_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(metadata, "BACKOFF", 0.01)
+    with pytest.raises(DownloadError) as info:
+        colab_sd.download("https://civitai.com/models/5000", models_dir=models, tokens=_tokens())
+    assert "could not reach CivitAI" in str(info.value) and "\n" not in str(info.value)

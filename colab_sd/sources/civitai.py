@@ -295,7 +295,8 @@ def make_explain(label: str, token: Optional[Token], early_access_ends: Optional
                 until = _deadline(data) or early_access_ends
                 when = f" until {until}" if until else ""
                 return AuthError(f"CivitAI {label} is in Early Access{when}: only supporters can download it "
-                                 "now; wait until then or buy access on its page (and use your API token)")
+                                 "now; wait until then, buy access on its page (and use your API token), or pick "
+                                 "an earlier version")
             return auth_error if not token else AuthError(f"CivitAI refused {label} for this token (403): "
                                                           "check that your account may download it")
         if status == 404:

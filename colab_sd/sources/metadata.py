@@ -14,20 +14,21 @@ from ..tokens import redact, redact_url
 log = logging.getLogger("colab_sd.sources")
 
 TIMEOUT = (10, 30)  # connect, read (seconds)
-RETRIES = 3
+RETRIES = 3  # attempts in all; APIs like CivitAI's answer 5xx now and then
+BACKOFF = 0.5  # seconds before the 2nd attempt, doubling after
 
 
 def get_json(url: str, *, headers: Optional[Mapping[str, str]] = None, service: str, missing: str,
-             auth_error: Exception, retries: int = RETRIES) -> Any:
+             auth_error: Exception, retries: Optional[int] = None) -> Any:
     """GET `url` as JSON. 404 → NotFoundError(missing); 401/403 → `auth_error`; 5xx / 429 / network
     errors are retried a few times, then DownloadError. Headers go to this URL only (no redirects)."""
     import requests  # lazy: `import colab_sd` stays fast
 
     shown = redact_url(url)
     last: Optional[str] = None
-    for attempt in range(retries):
+    for attempt in range(retries or RETRIES):
         if attempt:
-            time.sleep(min(4.0, 0.5 * 2 ** attempt))
+            time.sleep(min(4.0, BACKOFF * 2 ** (attempt - 1)))
         try:
             with requests.get(url, headers={"Accept": "application/json", **dict(headers or {})},
                               timeout=TIMEOUT, allow_redirects=False) as r:

@@ -141,6 +141,7 @@ class FakeCivitai(FakeServer):
         self.storage = FakeStorage()
         self.models: dict[int, FakeModel] = {}
         self.versions: dict[int, FakeVersion] = {}
+        self.api_failures: list[int] = []  # statuses the next /api/v1 requests get (CivitAI's API has bad moments)
         self._add_lock = threading.Lock()
 
     def start(self):
@@ -177,6 +178,10 @@ class FakeCivitai(FakeServer):
 
     def dispatch(self, h) -> None:
         parts = [p for p in h.url_path.split("/") if p]
+        if parts[:2] == ["api", "v1"] and self.api_failures:
+            status = self.api_failures.pop(0)
+            return send(h, status, b"<html><title>Bad gateway</title></html>", "text/html",
+                        {"Retry-After": "0"} if status == 429 else None)
         if parts[:3] == ["api", "v1", "model-versions"] and len(parts) == 5 and parts[3] == "by-hash":
             return self._by_hash(h, parts[4])
         if parts[:3] == ["api", "v1", "model-versions"] and len(parts) == 4:
