@@ -165,3 +165,15 @@ def test_gdown_without_progress_callback_still_reports(drive, model_bytes, model
     assert seen["url"] == f"https://drive.google.com/uc?id={f.id}" and seen["resume"] and seen["quiet"]
     last = events.of(Progress)[-1]
     assert last.downloaded == last.total == len(model_bytes["lora"])
+
+
+def test_user_sha256_is_checked(drive, model_bytes, models):
+    from colab_sd.errors import IntegrityError
+
+    f = drive.add_file("dreamy_lora.safetensors", model_bytes["lora"])
+    url = f"https://drive.google.com/file/d/{f.id}/view"
+    with pytest.raises(IntegrityError, match="does not match the expected sha256"):
+        colab_sd.download(url, models_dir=models, sha256="ab" * 32)
+    assert _files(models) == []
+    path = colab_sd.download(url, models_dir=models, sha256=sha256(model_bytes["lora"]).upper())
+    assert read_sidecar(path)["sha256_verified"] is True

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import AuthError, DownloadCancelled, DownloadError, ErrorPageError, InputError
+from ..errors import AuthError, DownloadCancelled, DownloadError, ErrorPageError, InputError, IntegrityError
 from ..events import Completed, Info, Listener, Meter, guard
 from ..remote import FetchResult, RemoteFile
 from ..tokens import TokenStore, redact, redact_url
@@ -170,7 +170,7 @@ def make_fetcher(ref: DriveRef):
         try:
             if ref.folder:
                 return _fetch_folder(ref, staging, dest_dir, emit, job)
-            return _fetch_file(ref, staging, dest_dir, name, emit, job, cancel, options)
+            return _fetch_file(ref, staging, dest_dir, name, emit, job, cancel, options, remote.sha256)
         finally:
             _prune(staging)
 
@@ -197,7 +197,7 @@ def _gdown_call(func: Callable, kwargs: dict):
 
 
 def _fetch_file(ref: DriveRef, staging: Path, dest_dir: Path, name: Optional[str], emit: Listener, job: str,
-                cancel: Optional[threading.Event], options) -> FetchResult:
+                cancel: Optional[threading.Event], options, expected_sha: Optional[str]) -> FetchResult:
     import gdown
 
     params = _supported(gdown.download)
@@ -230,6 +230,10 @@ def _fetch_file(ref: DriveRef, staging: Path, dest_dir: Path, name: Optional[str
     final = dest_dir / (user_name(name) if name else sanitize(got.name))
     digest = _sha256(got)
     size = got.stat().st_size
+    if expected_sha and digest != expected_sha.lower():
+        got.unlink()
+        raise IntegrityError(f"{got.name} from Google Drive does not match the expected sha256 "
+                             f"({digest[:12]}… ≠ {expected_sha.lower()[:12]}…): deleted; check the hash or the link")
     if final.is_file() and final.stat().st_size == size and _sha256(final) == digest:
         got.unlink()
         emit(Completed(path=str(final), bytes=size, sha256=digest, skipped=True, job=job))
