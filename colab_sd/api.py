@@ -129,10 +129,10 @@ class _Run:
     def folder(self) -> Path:
         first = self.plan.files[0]
         known = self.user_kind or self.plan.kind
+        have = library.find_by_source(self.root, self.plan.url, kind=known)
+        if have is not None:
+            return self._already(have)
         if self.plan.folder:  # the name is known up front (a Hub repo)
-            have = library.find_by_source(self.root, self.plan.url, kind=known)
-            if have is not None:
-                return self._already(have)
             base = (kind_dir(self.root, known) if known else kind_dir(self.root, INCOMING)) / self.plan.folder
             total, skipped, verified = 0, True, 0
             for i, remote in enumerate(self.plan.files, 1):

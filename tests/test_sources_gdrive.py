@@ -177,3 +177,13 @@ def test_user_sha256_is_checked(drive, model_bytes, models):
     assert _files(models) == []
     path = colab_sd.download(url, models_dir=models, sha256=sha256(model_bytes["lora"]).upper())
     assert read_sidecar(path)["sha256_verified"] is True
+
+
+def test_repeat_folder_download_is_skipped(drive, model_bytes, models):
+    top = drive.add_folder("Pack", [DriveFile(new_id(), "l.safetensors", model_bytes["lora"])])
+    url = f"https://drive.google.com/drive/folders/{top.id}"
+    first = colab_sd.download(url, models_dir=models)
+    served = len(drive.requests)
+    events = Collect()
+    assert colab_sd.download(url, models_dir=models, on_event=events) == first == models / "lora" / "Pack"
+    assert events.of(Completed)[0].skipped and len(drive.requests) == served
