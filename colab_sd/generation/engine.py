@@ -149,6 +149,7 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
     dtype = pick_dtype(req.dtype, device)
     images, paths, seeds, texts = [], [], [], []
     cancelled = False
+    in_pipeline = 0.0  # seconds inside diffusers' pipeline calls (the rest is colab_sd's own work)
     with CACHE.lock:
         entry, loaded = CACHE.get(ref, device, dtype, req.config, emit)
         entry.place(req.low_vram, req.vae_tiling)
@@ -173,8 +174,10 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
             else:
                 call.update(width=width, height=height)
             try:
+                call_started = time.perf_counter()
                 with torch.inference_mode():
                     output = pipe(**call)
+                in_pipeline += time.perf_counter() - call_started
             except Exception as err:
                 if _is_oom(err):
                     output = None
@@ -205,7 +208,8 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
     return GenerationResult(images=images, paths=paths, seeds=seeds, parameters=texts, model=ref.name,
                             family=ref.family, request=req, loaded=loaded, seconds=time.monotonic() - started,
                             cancelled=cancelled, info={"prediction": ref.prediction, "sampler": sampler.name,
-                                                       "schedule": schedule, "device": device, "dtype": str(dtype)})
+                                                       "schedule": schedule, "device": device, "dtype": str(dtype),
+                                                       "pipeline_seconds": in_pipeline})
 
 
 def _prompt_with_tags(prompt: str, loras: list[LoraSpec]) -> str:
