@@ -60,8 +60,10 @@ def test_canary_tokens_never_leak_through_the_api(services, models):
             colab_sd.download(url, models_dir=models, on_event=events, tokens=tokens)
         texts += [str(info.value), repr(info.value)]
     # Wrong tokens are secrets too: they must not show in the "rejected" messages.
-    for url, bad in [("https://civitai.com/models/6000", "fake-civitai-canary-wrong-111111"),
-                     ("org/private/private.safetensors", "hf_fakeCanaryWrongToken22222222")]:
+    # (links not downloaded yet: a link already in the library is not fetched again, whatever the token)
+    for url, bad in [("civitai:6001", "fake-civitai-canary-wrong-111111"),
+                     ("https://huggingface.co/org/private/blob/main/private.safetensors",
+                      "hf_fakeCanaryWrongToken22222222")]:
         with pytest.raises(ColabSDError) as info:
             colab_sd.download(url, models_dir=models, on_event=events,
                               tokens=TokenStore(civitai=bad, huggingface=bad, use_colab=False))
