@@ -29,6 +29,7 @@ PIPELINE = {
     "vae/config.json": b'{"_class_name": "AutoencoderKL"}',
     "vae/diffusion_pytorch_model.safetensors": b"vae weights" * 80,
 }
+# The fp16 variant is fetched and saved under the plain name (diffusers then loads it without variant=).
 FETCHED = sorted(["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                   "text_encoder/config.json", "text_encoder/model.safetensors", "tokenizer/vocab.json",
                   "tokenizer/merges.txt", "scheduler/scheduler_config.json", "vae/config.json",
@@ -113,7 +114,8 @@ def test_diffusers_repo_is_fetched_whole_but_lean(repos, hub, models):
     assert path == models / "checkpoint" / "tiny-sd"
     assert _files(path) == FETCHED
     for rel in FETCHED:
-        assert (path / rel).read_bytes() == PIPELINE[rel]
+        hub_path = rel.replace("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors")
+        assert (path / rel).read_bytes() == PIPELINE[hub_path]
     side = read_sidecar(path)
     assert side["kind"] == "checkpoint" and side["files"] == len(FETCHED) and side["sha256_verified_files"] == 3
     assert side["huggingface"]["repo"] == "org/tiny-sd" and "path" not in side["huggingface"]
@@ -240,3 +242,34 @@ def test_interrupted_hub_download_completes_on_the_next_run(repos, hub, models):
     if kept:  # a client that keeps its partial file must be asked to resume it
         assert any(r["headers"].get("Range") for r in hub.cdn.requests[first_requests:])
     assert _files(models) == ["checkpoint/big_model.safetensors", "checkpoint/big_model.safetensors.json"]
+
+
+def test_fetched_diffusers_repo_loads_with_diffusers(hub, models, tmp_path):
+    """A real (tiny) pipeline saved in full precision and as a sharded fp16 variant: what we fetch
+    (the fp16 set, saved under plain names) loads with a plain from_pretrained() and generates."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from tiny_models import build_sd1
+
+    pipe = build_sd1(seed=3)
+    repo = tmp_path / "repo"
+    pipe.save_pretrained(repo)
+    pipe.to(torch.float16).save_pretrained(repo, variant="fp16", max_shard_size="200KB")
+    files = {p.relative_to(repo).as_posix(): p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+    assert any(".fp16-00001-of-" in name for name in files)  # the variant really is sharded
+    hub.add_repo("org/tiny-pipe", files)
+    path = colab_sd.download("https://huggingface.co/org/tiny-pipe", models_dir=models, tokens=_no_tokens())
+    assert path == models / "checkpoint" / "tiny-pipe"
+    fetched = _files(path)
+    assert not any(name.endswith(".bin") for name in fetched)
+    assert sum(len(files[n]) for n in files if ".fp16" in n) > 0
+    loaded = StableDiffusionPipeline.from_pretrained(path, dtype=torch.float32, safety_checker=None,
+                                                     requires_safety_checker=False)
+    want = pipe.unet.state_dict()
+    got = loaded.unet.state_dict()
+    assert set(got) == set(want) and all(torch.equal(got[k].half(), want[k]) for k in want)
+    loaded.set_progress_bar_config(disable=True)
+    image = loaded("a cat", num_inference_steps=2, height=64, width=64, output_type="np",
+                   generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.shape == (64, 64, 3)

@@ -204,22 +204,39 @@ def test_pipeline_files_takes_one_weight_set_per_component():
                "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.bin",
                "unet/diffusion_pytorch_model.non_ema.safetensors", "unet/diffusion_pytorch_model.msgpack",
-               "text_encoder/config.json", "text_encoder/model.fp16.safetensors", "text_encoder/pytorch_model.bin",
+               "text_encoder/config.json", "text_encoder/model.safetensors", "text_encoder/pytorch_model.bin",
                "vae/config.json", "vae/diffusion_pytorch_model-00001-of-00002.safetensors",
                "vae/diffusion_pytorch_model-00002-of-00002.safetensors",
                "vae/diffusion_pytorch_model.safetensors.index.json",
+               "text_encoder_2/config.json", "text_encoder_2/model.fp16-00001-of-00002.safetensors",
+               "text_encoder_2/model.fp16-00002-of-00002.safetensors", "text_encoder_2/model.safetensors.index.fp16.json",
+               "text_encoder_2/model-00001-of-00002.safetensors", "text_encoder_2/model-00002-of-00002.safetensors",
+               "text_encoder_2/model.safetensors.index.json",
                "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
                "scheduler/scheduler_config.json", "feature_extractor/preprocessor_config.json",
-               "safety_checker/config.json", "safety_checker/model.safetensors", "images/sample.png"]
+               "safety_checker/config.json", "safety_checker/pytorch_model.bin", "images/sample.png"]
     got = huggingface.pipeline_files(listing)
     assert set(got) == {
-        "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-        "text_encoder/config.json", "text_encoder/model.fp16.safetensors", "vae/config.json",
+        "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/config.json", "text_encoder/model.safetensors", "vae/config.json",
         "vae/diffusion_pytorch_model-00001-of-00002.safetensors",
         "vae/diffusion_pytorch_model-00002-of-00002.safetensors", "vae/diffusion_pytorch_model.safetensors.index.json",
+        "text_encoder_2/config.json", "text_encoder_2/model.fp16-00001-of-00002.safetensors",
+        "text_encoder_2/model.fp16-00002-of-00002.safetensors", "text_encoder_2/model.safetensors.index.fp16.json",
         "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
         "scheduler/scheduler_config.json", "feature_extractor/preprocessor_config.json",
-        "safety_checker/config.json", "safety_checker/model.safetensors"}
+        "safety_checker/config.json", "safety_checker/pytorch_model.bin"}
+
+
+@pytest.mark.parametrize("name, plain", [
+    ("diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.safetensors"),
+    ("model.fp16.safetensors", "model.safetensors"), ("pytorch_model.fp16.bin", "pytorch_model.bin"),
+    ("model.safetensors.index.fp16.json", "model.safetensors.index.json"),
+    ("model.fp16-00001-of-00002.safetensors", "model.fp16-00001-of-00002.safetensors"),
+    ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors"),
+])
+def test_plain_names_load_without_a_variant(name, plain):
+    assert huggingface.plain_name(name) == plain
 
 
 # ---------------------------------------------------------------------------------------------- Google Drive

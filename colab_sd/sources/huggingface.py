@@ -150,16 +150,21 @@ def local_name(ref: HfRef, path: str) -> str:
 # ---------------------------------------------------------------------------------------------- picking a diffusers repo
 
 
+_VARIANT = re.compile(r"\.(fp16|fp32|bf16|non_ema|ema_only)(?=[.-])")
+
+
 def _variant(name: str) -> Optional[str]:
-    m = re.search(r"\.(fp16|fp32|bf16|non_ema|ema_only)\.", name)
+    """The diffusers weight variant in a file name: x.fp16.safetensors, x.fp16-00001-of-00002.safetensors,
+    x.safetensors.index.fp16.json."""
+    m = _VARIANT.search(name)
     return m.group(1) if m else None
 
 
 def pipeline_files(files: list[str]) -> list[str]:
     """The files a diffusers pipeline needs from a repo listing: model_index.json, each component's
-    configs / tokenizer files and ONE set of weights per component (safetensors over .bin, the
-    plain variant over fp16 unless only fp16 is there); no root single-file checkpoints, no flax,
-    onnx, images or docs."""
+    configs / tokenizer files and ONE set of weights per component: safetensors over .bin, and the
+    fp16 variant over full precision (half the download, and what a Colab GPU runs anyway); no root
+    single-file checkpoints, no flax, onnx, images or docs."""
     keep: list[str] = ["model_index.json"]
     by_dir: dict[str, list[str]] = {}
     for f in files:
@@ -170,15 +175,13 @@ def pipeline_files(files: list[str]) -> list[str]:
     for folder, names in sorted(by_dir.items()):
         if folder.count("/") > 0:
             continue  # nested deeper than a component: not part of a pipeline layout
-        weights = [n for n in names if n.endswith((".safetensors", ".bin")) and not n.endswith(".index.json")]
+        weights = [n for n in names if n.endswith((".safetensors", ".bin"))]
         for n in names:
             if n.endswith((".json", ".txt", ".model")) and ".index." not in n:
                 keep.append(f"{folder}/{n}")
-        if not weights:
-            continue
         chosen = None
         for ext in (".safetensors", ".bin"):
-            for variant in (None, "fp16", "bf16", "fp32"):
+            for variant in ("fp16", None, "bf16", "fp32"):
                 group = [n for n in weights if n.endswith(ext) and _variant(n) == variant]
                 if group:
                     chosen = (ext, variant, group)
@@ -189,9 +192,17 @@ def pipeline_files(files: list[str]) -> list[str]:
             continue
         ext, variant, group = chosen
         keep.extend(f"{folder}/{n}" for n in sorted(group))
-        index = [n for n in names if n.endswith(f"{ext}.index.json") and _variant(n) == variant]
-        keep.extend(f"{folder}/{n}" for n in index)
+        keep.extend(f"{folder}/{n}" for n in names
+                    if f"{ext}.index" in n and n.endswith(".json") and _variant(n) == variant)
     return sorted(set(keep), key=keep.index)
+
+
+def plain_name(name: str) -> str:
+    """The name diffusers loads without a `variant=` argument: x.fp16.safetensors → x.safetensors,
+    x.safetensors.index.fp16.json → x.safetensors.index.json. Shards keep their names: the index
+    lists them."""
+    name = re.sub(r"\.(?:fp16|fp32|bf16)(?=\.(?:safetensors|bin)$)", "", name)
+    return re.sub(r"\.index\.(?:fp16|fp32|bf16)\.json$", ".index.json", name)
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -317,7 +328,7 @@ def _resolve_repo(ref: HfRef, token: Optional[Token], notes: Optional[list]):
             size = getattr(s, "size", None)
             files.append(_file_remote(ref, path, token, size=size, sha256=sha, commit=info.sha, kind="checkpoint",
                                       subdir=posixpath.dirname(path) or None, folder=ref.name,
-                                      filename=posixpath.basename(path)))
+                                      filename=plain_name(posixpath.basename(path))))
         return files
     weights = [n for n in names if n.lower().endswith(WEIGHT_EXTENSIONS)]
     safe = [n for n in weights if n.lower().endswith(".safetensors")]
