@@ -112,6 +112,9 @@ def explain_error(err: BaseException) -> Exception:
 
 
 def _looks_like_page(path: Path) -> bool:
+    """An HTML page or JSON error where a model file should be (text files may legitimately be text)."""
+    if path.suffix.lower() in (".json", ".html", ".htm", ".xml", ".txt", ".yaml", ".yml", ".md"):
+        return False
     with open(path, "rb") as fh:
         head = fh.read(512).lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or (
@@ -262,7 +265,7 @@ def _fetch_folder(ref: DriveRef, staging: Path, dest_dir: Path, emit: Listener, 
         raise DownloadError(f"Google Drive folder {ref.id} came back in an unexpected shape; run again")
     tree = roots[0]
     for path in tree.rglob("*"):
-        if path.is_file() and _looks_like_page(path) and not path.suffix.lower() in (".html", ".htm", ".xml", ".json"):
+        if path.is_file() and _looks_like_page(path):
             path.unlink()
             raise ErrorPageError(f"Google Drive sent a web page instead of {path.name} (not saved): {PERMISSION}")
     final = dest_dir / tree.name
