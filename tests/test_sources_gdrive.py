@@ -187,3 +187,13 @@ def test_repeat_folder_download_is_skipped(drive, model_bytes, models):
     events = Collect()
     assert colab_sd.download(url, models_dir=models, on_event=events) == first == models / "lora" / "Pack"
     assert events.of(Completed)[0].skipped and len(drive.requests) == served
+
+
+def test_a_page_served_as_the_file_is_never_kept(drive, models):
+    from colab_sd.errors import ErrorPageError
+
+    page = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Sign in to continue</body></html>"
+    f = drive.add_file("model.safetensors", page)  # what a broken share gives: a page under the model's name
+    with pytest.raises(ErrorPageError, match="web page instead of the file"):
+        colab_sd.download(f"https://drive.google.com/file/d/{f.id}/view", models_dir=models)
+    assert _files(models) == []
