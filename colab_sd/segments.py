@@ -25,6 +25,7 @@ from .events import Info
 from .http import Retryable, backoff, new_session, open_stream, parse_content_range, raise_for_status, same_origin, short
 
 ALIGN = 64 * 1024  # split points on 64 KiB boundaries: friendlier to disks and caches
+WRONG_RANGES_TOLERATED = 3  # a glitch is retried; a pattern means the ranges cannot be trusted
 
 
 @dataclass
@@ -259,6 +260,9 @@ class SegmentRunner:
         self.stop = threading.Event()
         self.error: Optional[BaseException] = None
         self._lock = threading.Lock()
+        self._running = 0
+        self._all_done = threading.Event()
+        self._wrong_ranges = 0
 
     # -- the pool ------------------------------------------------------------------------------
 
@@ -268,11 +272,11 @@ class SegmentRunner:
                                     name="colab_sd-seg-0", daemon=True)]
         threads += [threading.Thread(target=self._worker, args=(None,), name=f"colab_sd-seg-{i}", daemon=True)
                     for i in range(1, connections)]
+        self._running = len(threads)
         for t in threads:
             t.start()
         try:
-            while any(t.is_alive() for t in threads):
-                threads[0].join(0.5) if threads[0].is_alive() else next(t for t in threads if t.is_alive()).join(0.5)
+            while not self._all_done.wait(0.5):  # wakes at least twice a second to save the state
                 if self.cancel is not None and self.cancel.is_set():
                     self.stop.set()
                 save_state()
@@ -325,6 +329,10 @@ class SegmentRunner:
             self._fail(err)
         finally:
             session.close()
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._all_done.set()
 
     # -- one segment ------------------------------------------------------------------------------
 
@@ -376,11 +384,17 @@ class SegmentRunner:
             start, _end, total = parse_content_range(resp.headers.get("Content-Range"))
             if start != seg.pos or (total is not None and total != self.plan.total):
                 resp.close()
-                raise Retryable(f"the server sent the wrong range (asked {seg.pos}, got {start})")
+                with self._lock:
+                    self._wrong_ranges += 1
+                    persistent = self._wrong_ranges >= WRONG_RANGES_TOLERATED
+                reason = f"the server sent the wrong range (asked for byte {seg.pos}, got {start} of {total})"
+                if persistent:  # a server that keeps answering ranges wrongly is only trusted with one plain stream
+                    raise NoRanges(f"{reason} again")
+                raise Retryable(reason)
             return resp
         if resp.status_code == 200:
             resp.close()
-            raise NoRanges()
+            raise NoRanges("the server answered a range request with the whole file")
         if resp.status_code == 416:
             resp.close()
             raise Retryable("the server refused a range (416)")

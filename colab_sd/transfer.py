@@ -251,6 +251,11 @@ class _Download:
         if not target.part.exists():
             target.state.unlink(missing_ok=True)
             return 0, PartState()
+        if not target.state.exists():
+            # Every .part we write has its state saved first; one without it (a crash in between, or someone
+            # else's file) may be a preallocated file full of holes: never trust it.
+            target.discard()
+            return 0, PartState()
         state = PartState.load(target.state)
         size = target.part.stat().st_size
         if state.segments is None:
@@ -343,10 +348,10 @@ class _Download:
                                    job=self.job)
             try:
                 self._disk_guard(lambda: runner.run(connections, resp, head, offset, save_state), target)
-            except NoRanges:
+            except NoRanges as err:
                 self.single_only = True
                 target.discard()
-                raise Retryable("the server stopped honouring ranges; starting over with one connection", wait=0)
+                raise Retryable(f"{err}; starting over with one connection", wait=0)
             if self.options.fsync:
                 os.fsync(fd)
         finally:

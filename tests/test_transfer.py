@@ -136,6 +136,7 @@ def test_range_ignored_restarts_cleanly(server, tmp_path):
 def test_416_with_complete_part_finishes(server, tmp_path):
     server.route("/f.safetensors", Route(body=BODY))
     (tmp_path / "f.safetensors.part").write_bytes(BODY)
+    (tmp_path / "f.safetensors.part.json").write_text(json.dumps({"validator": None, "total": len(BODY)}))
     result, _ = fetch_with_name(server, tmp_path, "/f.safetensors", "f.safetensors")
     assert sha_of(result.path) == SHA
     assert server.hits("/f.safetensors")[0]["headers"]["Range"] == f"bytes={len(BODY)}-"
@@ -145,9 +146,18 @@ def test_416_with_complete_part_finishes(server, tmp_path):
 def test_416_with_oversized_part_restarts(server, tmp_path):
     server.route("/f.safetensors", Route(body=BODY))
     (tmp_path / "f.safetensors.part").write_bytes(BODY + b"garbage-garbage")
+    (tmp_path / "f.safetensors.part.json").write_text(json.dumps({"validator": None, "total": len(BODY)}))
     result, _ = fetch_with_name(server, tmp_path, "/f.safetensors", "f.safetensors")
     assert sha_of(result.path) == SHA
     assert listing(tmp_path) == ["f.safetensors"]
+
+
+def test_part_without_its_state_is_not_trusted(server, tmp_path):
+    server.route("/f.safetensors", Route(body=BODY))
+    (tmp_path / "f.safetensors.part").write_bytes(b"\0" * len(BODY))  # e.g. preallocated, then a crash
+    result, _ = fetch_with_name(server, tmp_path, "/f.safetensors", "f.safetensors")
+    assert sha_of(result.path) == SHA
+    assert server.hits("/f.safetensors")[0]["headers"]["Range"] == "bytes=0-"
 
 
 def fetch_with_name(server, dest, path, name):
