@@ -53,10 +53,13 @@ class App:
 
 
 def _generate_panel(app: "App"):
-    """The Generate panel, or None when the generation stack is not installed."""
-    try:
-        from .generate_panel import GeneratePanel
-    except ImportError as err:  # diffusers/torch missing: the other tabs still work
-        log.info("generation unavailable: %s", err)
+    """The Generate panel, or None when the generation stack is not installed (the other tabs still work)."""
+    import importlib.util
+
+    missing = [name for name in ("torch", "diffusers") if importlib.util.find_spec(name) is None]
+    if missing:
+        log.info("generation unavailable: %s not installed", ", ".join(missing))
         return None
+    from .generate_panel import GeneratePanel
+
     return GeneratePanel(app.models_dir, app.outputs_dir)

@@ -45,11 +45,41 @@ def prepare(folder: Path, models_dir: Path | None = None) -> tuple[Path, Path]:
     return notebook, models
 
 
+# JupyterLab defaults for the app's own server (the user's settings still win). JupyterLab >= 4.4 sends widget
+# messages to a kernel *subshell* thread when ipykernel 7 offers one; there the kernel's stop button cannot reach
+# a running download (only the main thread gets KeyboardInterrupt). "disabled" keeps callbacks on the main
+# thread, as in Colab, so stop cancels and keeps the partial file. No news pop-up over the app either.
+LAB_DEFAULTS = {
+    "@jupyterlab/apputils-extension:kernels-settings": {"commsOverSubshells": "disabled"},
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def lab_config_dir(folder: Path) -> Path:
+    """A Jupyter config dir holding LAB_DEFAULTS as `labconfig/default_setting_overrides.json`."""
+    config = folder / ".colab_sd" / "jupyter"
+    (config / "labconfig").mkdir(parents=True, exist_ok=True)
+    (config / "labconfig" / "default_setting_overrides.json").write_text(json.dumps(LAB_DEFAULTS, indent=1) + "\n",
+                                                                         encoding="utf-8")
+    return config
+
+
+def lab_environment(folder: Path, models: Path, base: dict | None = None) -> dict:
+    """The environment for JupyterLab and its kernels: the models folder and the lab defaults above."""
+    env = dict(os.environ if base is None else base)
+    env["COLAB_SD_HOME"] = str(models)  # the kernel's launch() then finds this models folder
+    paths = [str(lab_config_dir(folder))] + [p for p in env.get("JUPYTER_CONFIG_PATH", "").split(os.pathsep) if p]
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(paths)
+    return env
+
+
 def jupyter_command(folder: Path, port: int, open_browser: bool) -> list[str]:
     cmd = [sys.executable, "-m", "jupyterlab", "--ip", "127.0.0.1", "--port", str(port),
            f"--ServerApp.root_dir={folder}", f"--LabApp.default_url=/lab/tree/{NOTEBOOK_NAME}"]
     if not open_browser:
         cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI runners are often root; Jupyter refuses root by default
     return cmd
 
 
@@ -77,7 +107,7 @@ def _run(args) -> int:
     print(f"colab-sd: notebook {notebook}\ncolab-sd: models   {models}\n"
           f"colab-sd: starting JupyterLab on 127.0.0.1 (Ctrl-C to stop); run the notebook's cell to open the app",
           file=sys.stderr, flush=True)
-    env = dict(os.environ, COLAB_SD_HOME=str(models))  # the kernel's launch() then finds this models folder
+    env = lab_environment(folder, models)
     try:
         return subprocess.call(jupyter_command(folder, args.port, not args.no_browser), env=env)
     except KeyboardInterrupt:

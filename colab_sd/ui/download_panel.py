@@ -43,6 +43,7 @@ class DownloadRow:
         self.job = redact_url(url)
         self.state = "waiting"
         self.path: Optional[Path] = None
+        self.downloaded = 0  # bytes seen so far: what a cancel keeps
         self.name = widgets.HTML(message(fmt.shorten(self.job, 70), "info"), layout=widgets.Layout(width="100%"))
         self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="320px"))
         self.status = widgets.HTML(message("waiting"))
@@ -52,6 +53,7 @@ class DownloadRow:
     def apply(self, event) -> None:
         if isinstance(event, Progress):
             self.state = "running"
+            self.downloaded = event.downloaded
             if event.total:
                 self.bar.value = event.fraction or 0.0
                 text = (f"{fmt.size(event.downloaded)} / {fmt.size(event.total)} · {fmt.speed(event.speed)} · "
@@ -93,7 +95,8 @@ class DownloadRow:
         started = self.state == "running"
         self.state = "cancelled"
         self.bar.bar_style = "warning"
-        text = ("cancelled: the partial file is kept; click Download again to resume" if started
+        kept = f" ({fmt.size(self.downloaded)} kept)" if self.downloaded else ""
+        text = (f"cancelled: the partial file is kept{kept}; click Download again to resume" if started
                 else "cancelled before it started")
         self.status.value = message(text, "warn")
 

@@ -1,0 +1,206 @@
+"""The whole loop in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by Playwright.
+
+Open the Colab notebook, run its cell (it installs this checkout), paste local URLs, click Download,
+watch the bar move and reach 100 %, stop a download with the kernel's stop button and resume it,
+see the files in the Library, pick the tiny checkpoint, click Generate and see the image.
+Screenshots go to test-artifacts/browser/.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+if not os.path.exists(CHROMIUM):
+    if IN_CI:
+        pytest.fail(f"CI=true but Chromium is missing at {CHROMIUM}: apt-get install -y chromium", pytrace=False)
+    pytest.skip("Chromium is not installed (apt-get install -y chromium); browser tests skipped outside CI",
+                allow_module_level=True)
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+from servers import TestServer  # noqa: E402
+from ui_helpers import slow_route  # noqa: E402
+
+pytestmark = pytest.mark.timeout(420)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def files():
+    with TestServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """`colab-sd app` serving the Colab notebook; its kernel's cell installs this checkout."""
+    work = tmp_path_factory.mktemp("lab")
+    shutil.copy(ROOT / "notebooks" / "colab_sd.ipynb", work / "colab_sd.ipynb")  # `colab-sd app` keeps it
+    port, token = _free_port(), "browser-test-login"
+    env = dict(os.environ, COLAB_SD_INSTALL_FROM=str(ROOT), PIP_NO_INDEX="1", JUPYTER_TOKEN=token,
+               JUPYTERLAB_SETTINGS_DIR=str(work / ".lab-settings"), JUPYTERLAB_WORKSPACES_DIR=str(work / ".lab-ws"),
+               NO_PROXY="127.0.0.1,localhost")
+    for name in ("COLAB_SD_HOME", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        env.pop(name, None)
+    log = open(work / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "colab_sd.cli", "app", str(work), "--no-browser", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            request = urllib.request.Request(f"{base}/api/status", headers={"Authorization": f"token {token}"})
+            urllib.request.urlopen(request, timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"colab-sd app did not start: {(work / 'app.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    try:
+        yield {"url": base, "token": token, "models": work / "models", "work": work}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def evidence_on_failure(page, name: str):
+    """Leave a screenshot and the page's HTML behind when a browser step fails (CI artifacts)."""
+    try:
+        yield
+    except BaseException:
+        shot(page, f"failure-{name}")
+        (ARTIFACTS / f"failure-{name}.html").write_text(page.content())
+        raise
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+
+
+def output(page):
+    return page.locator(".jp-CodeCell .jp-OutputArea-output").last
+
+
+def open_tab(page, title: str) -> None:
+    output(page).locator(".lm-TabBar-tab", has_text=title).first.click()
+
+
+def run_the_cell(page) -> None:
+    """Run the notebook's code cell once the kernel is ready (a run sent before it connects can be lost)."""
+    page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=90_000)
+    prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first
+    for _ in range(3):
+        page.locator(".jp-CodeCell .jp-InputArea-editor").first.click()
+        page.keyboard.press("Control+Enter")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if any(mark in prompt.inner_text() for mark in ("*", "1")):
+                return
+            time.sleep(0.25)
+    pytest.fail("the notebook's cell never started running")
+
+
+def bar_width(bar) -> float:
+    """How full a FloatProgress is, in percent, as drawn."""
+    return float(bar.evaluate(
+        "el => { const b = el.querySelector('.progress-bar') || el; const outer = el.getBoundingClientRect().width ||"
+        " b.parentElement.getBoundingClientRect().width; return 100 * b.getBoundingClientRect().width / outer; }"))
+
+
+def test_notebook_download_cancel_resume_library_generate(lab, files, page):
+    with evidence_on_failure(page, "loop"):
+        run_the_loop(lab, files, page)
+
+
+def run_the_loop(lab, files, page):
+    small = os.urandom(40 * 64 * 1024)  # 2.5 MB, streamed slowly so the bar is seen moving
+    big = os.urandom(120 * 64 * 1024)
+    files.route("/models/style_lora.safetensors", slow_route(small, pause=0.06))
+    big_route = files.route("/models/big.safetensors", slow_route(big, pause=0.1))
+
+    page.goto(f"{lab['url']}/lab/tree/colab_sd.ipynb?token={lab['token']}")
+    page.wait_for_selector(".jp-Notebook .jp-CodeCell")
+    run_the_cell(page)
+    out = output(page)
+    out.locator(".lm-TabBar-tab", has_text="Download").wait_for(timeout=180_000)
+    shot(page, "01-app-opened")
+    assert "models in " + str(lab["models"]) in out.inner_text()
+
+    # Download: paste a link, click, watch the bar move, then reach 100 %.
+    out.locator("textarea").first.fill(files.url("/models/style_lora.safetensors"))
+    out.locator("select").first.select_option("lora")
+    out.locator("button", has_text="Download").first.click()
+    bar = out.locator(".widget-hprogress").first
+    page.wait_for_function(
+        "() => { const b = document.querySelector('.jp-OutputArea-output .widget-hprogress .progress-bar');"
+        " if (!b) return false; const w = parseFloat(b.style.width || '0'); return w > 5 && w < 95; }")
+    shot(page, "02-downloading")
+    out.get_by_text("✓ 100 %").wait_for(timeout=60_000)
+    shot(page, "03-downloaded")
+    assert bar_width(bar) > 99
+    status = out.inner_text()
+    assert "style_lora.safetensors" in status and "2.5 MB" in status
+    assert (lab["models"] / "lora" / "style_lora.safetensors").read_bytes() == small
+
+    # Stop (the kernel's interrupt, like Colab's ■) keeps the partial file; Download again resumes.
+    out.locator("textarea").first.fill(files.url("/models/big.safetensors"))
+    out.locator("select").first.select_option("other")
+    out.locator("button", has_text="Download").first.click()
+    out.get_by_text("ETA").first.wait_for()
+    page.locator("jp-button[data-command='notebook:interrupt-kernel'], "
+                 "button[data-command='notebook:interrupt-kernel']").first.click()
+    out.get_by_text("cancelled: the partial file is kept").wait_for(timeout=60_000)
+    shot(page, "04-cancelled")
+    part = lab["models"] / "other" / "big.safetensors.part"
+    assert part.exists() and 0 < part.stat().st_size < len(big)
+    big_route.slow = False
+    out.locator("button", has_text="Download").first.click()
+    out.get_by_text("✓ 100 %").wait_for(timeout=60_000)
+    assert (lab["models"] / "other" / "big.safetensors").read_bytes() == big and not part.exists()
+
+    # Library lists what was downloaded.
+    open_tab(page, "Library")
+    out.get_by_text("style_lora.safetensors").first.wait_for()
+    shot(page, "05-library")
+    text = out.inner_text()
+    assert "lora (1)" in text and "other (1)" in text and "big.safetensors" in text
