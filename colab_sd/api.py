@@ -21,7 +21,7 @@ from typing import Optional
 
 from . import library
 from .errors import ColabSDError, DownloadCancelled, InputError
-from .events import Cancelled, Completed, Error, Info, Listener, Throttle
+from .events import Cancelled, Completed, Error, Info, Listener, Meter, Progress, Throttle
 from .library import kind_dir, models_root, normalize_kind
 from .remote import FetchResult, RemoteFile
 from .tokens import TokenStore, redact, redact_url
@@ -96,11 +96,12 @@ class _Run:
         if not isinstance(event, Completed):
             self.emit(event)
 
-    def _fetch(self, remote: RemoteFile, dest: Path, name: Optional[str]) -> FetchResult:
+    def _fetch(self, remote: RemoteFile, dest: Path, name: Optional[str], on_event=None) -> FetchResult:
+        on_event = on_event or self._inner
         if remote.fetcher is not None:  # called here (not via transfer.fetch) so that its events carry our job
-            return remote.fetcher(remote, dest, name=name, on_event=self._inner, cancel=self.cancel,
+            return remote.fetcher(remote, dest, name=name, on_event=on_event, cancel=self.cancel,
                                   options=self.options, job=self.job)
-        return fetch(remote, dest, name=name, on_event=self._inner, cancel=self.cancel, options=self.options,
+        return fetch(remote, dest, name=name, on_event=on_event, cancel=self.cancel, options=self.options,
                      job=self.job)
 
     # -- one file -----------------------------------------------------------------------------------
@@ -135,11 +136,11 @@ class _Run:
         if self.plan.folder:  # the name is known up front (a Hub repo)
             base = (kind_dir(self.root, known) if known else kind_dir(self.root, INCOMING)) / self.plan.folder
             total, skipped, verified = 0, True, 0
-            for i, remote in enumerate(self.plan.files, 1):
+            relay = _FolderProgress(self.emit, self.job, self.plan.files)
+            for remote in self.plan.files:
                 dest = base / remote.subdir if remote.subdir else base
-                self.emit(Info(f"[{i}/{len(self.plan.files)}] {remote.subdir + '/' if remote.subdir else ''}"
-                               f"{remote.filename}", job=self.job))
-                result = self._fetch(remote, dest, None)
+                result = self._fetch(remote, dest, None, on_event=relay)
+                relay.file_done(result.bytes)
                 total += result.bytes
                 skipped = skipped and result.skipped
                 verified += bool(remote.sha256)
@@ -212,6 +213,29 @@ class _Run:
                 merged["downloaded_at"] = old["downloaded_at"]
             meta = merged
         library.write_sidecar(path, meta)
+
+
+class _FolderProgress:
+    """One progress stream for a many-file download: bytes of the files done plus the current one,
+    against the sum of the sizes the source announced (None when one is unknown)."""
+
+    def __init__(self, emit: Listener, job: str, files):
+        sizes = [f.size for f in files]
+        self.total = sum(sizes) if all(s is not None for s in sizes) else None
+        self.done = 0
+        self.emit, self.job = emit, job
+        self.meter = Meter()
+
+    def __call__(self, event) -> None:
+        if isinstance(event, Progress):
+            done = self.done + event.downloaded
+            total = max(self.total, done) if self.total is not None else None
+            self.emit(self.meter.progress(done, total, job=self.job))
+        elif not isinstance(event, Completed):
+            self.emit(event)
+
+    def file_done(self, size: int) -> None:
+        self.done += size
 
 
 # ---------------------------------------------------------------------------------------------- placing files

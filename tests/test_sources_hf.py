@@ -273,3 +273,14 @@ def test_fetched_diffusers_repo_loads_with_diffusers(hub, models, tmp_path):
     image = loaded("a cat", num_inference_steps=2, height=64, width=64, output_type="np",
                    generator=torch.Generator().manual_seed(0)).images[0]
     assert image.shape == (64, 64, 3)
+
+
+def test_a_repo_download_is_one_progress_stream(repos, hub, models):
+    events = Collect()
+    colab_sd.download("org/tiny-sd", models_dir=models, on_event=events, tokens=_no_tokens())
+    progress = events.of(Progress)
+    total = sum(len(PIPELINE[f.replace("unet/diffusion_pytorch_model.safetensors",
+                                       "unet/diffusion_pytorch_model.fp16.safetensors")]) for f in FETCHED)
+    assert progress and all(p.total == total for p in progress)
+    assert [p.downloaded for p in progress] == sorted(p.downloaded for p in progress)  # never goes back
+    assert progress[-1].downloaded == total

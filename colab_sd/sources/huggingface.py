@@ -443,7 +443,7 @@ def make_fetcher(ref: HfRef, path: str, token: Optional[Token], commit: Optional
             raise IntegrityError(f"{path} from {ref.repo_id} does not match the Hub's sha256 "
                                  f"({digest[:12]}… ≠ {remote.sha256[:12]}…): deleted; run again")
         if remote.sha256:
-            emit(Info(f"sha256 verified for {final.name}", job=job))
+            emit(Info(f"sha256 verified: {path}", job=job))
         os.replace(got, final)
         _clean_staging(staging, path)
         emit(Completed(path=str(final), bytes=size, sha256=digest, job=job))
