@@ -159,6 +159,7 @@ class GeneratePanel:
         self.gallery = widgets.VBox()
 
         self.model.observe(self._model_changed, names="value")
+        self.sampler.observe(self._sampler_changed, names="value")
         self.size.observe(self._size_changed, names="value")
         self.lora_add.on_click(self.add_lora)
         self.random_seed.on_click(lambda _: setattr(self.seed, "value", -1))
@@ -176,6 +177,7 @@ class GeneratePanel:
             widgets.HBox([self.button, self.bar, self.status]), hint, self.preview_box, self.gallery,
         ])
         self._size_changed()
+        self._sampler_changed()
         self._restored = saved.load(self.models_dir)
 
     # -- choices from the library --------------------------------------------------------------------
@@ -215,6 +217,15 @@ class GeneratePanel:
             self.size.options = presets
             self.size.value = keep
         self._size_changed()
+
+    def _sampler_changed(self, _=None) -> None:
+        """Offer only the schedule types the chosen sampler can follow."""
+        from ..generation.samplers import schedules_for
+
+        choices = schedules_for(self.sampler.value)
+        keep = self.schedule.value if self.schedule.value in choices else choices[0]
+        self.schedule.options = choices
+        self.schedule.value = keep
 
     def _size_changed(self, _=None) -> None:
         custom = self.size.value == CUSTOM
@@ -351,6 +362,10 @@ class GeneratePanel:
             self.status.value = message(event.message, "info")
 
     def _show_result(self, result) -> None:
+        if getattr(result, "cancelled", False) and not getattr(result, "images", None):
+            self.bar.bar_style = "warning"
+            self.status.value = message("stopped", "warn")
+            return
         images = list(getattr(result, "images", []) or [])
         paths = list(getattr(result, "paths", []) or [])
         texts = list(getattr(result, "parameters", []) or [])
@@ -365,5 +380,6 @@ class GeneratePanel:
         self.bar.value, self.bar.bar_style = 1.0, "success"
         where = Path(paths[0]).parent if paths else "memory only"
         seed_text = f" · seed {self.last_seed}" if self.last_seed is not None else ""
-        self.status.value = message(f"✓ {len(images)} image{'s' if len(images) != 1 else ''}{seed_text} · saved in {where}",
-                                    "ok")
+        stopped = " (stopped early)" if getattr(result, "cancelled", False) else ""
+        self.status.value = message(f"✓ {len(images)} image{'s' if len(images) != 1 else ''}{seed_text}{stopped} · "
+                                    f"saved in {where}", "ok")
