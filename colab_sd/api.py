@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -56,6 +57,8 @@ def download(url: str, kind: Optional[str] = None, models_dir=None, name: Option
     emit = Throttle(on_event)
     try:
         user_kind = normalize_kind(kind)
+        if sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256.strip()):
+            raise InputError(f"{sha256!r} is not a sha256: give the 64 hex characters (sha256sum prints them)")
         root = models_root(models_dir)
         options = options or TransferOptions()
         if connections is not None:

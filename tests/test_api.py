@@ -118,6 +118,8 @@ def test_bad_input_is_one_line(models):
         with pytest.raises(cls) as info:
             colab_sd.download(url, models_dir=models)
         assert "\n" not in str(info.value)
+    with pytest.raises(InputError, match="is not a sha256"):
+        colab_sd.download("org/private/private.safetensors", models_dir=models, sha256="abc123")
     with pytest.raises(InputError, match="unknown model type"):
         colab_sd.download("https://example.com/x.safetensors", kind="sampler", models_dir=models)
 
