@@ -285,3 +285,22 @@ def test_unreachable_civitai_is_one_line(models, monkeypatch):
     with pytest.raises(DownloadError) as info:
         colab_sd.download("https://civitai.com/models/5000", models_dir=models, tokens=_tokens())
     assert "could not reach CivitAI" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_api_redirect_is_followed_only_on_civitai_hosts(catalog, civitai, models):
+    from colab_sd.errors import DownloadError
+    from fakes.base import FakeServer, send_json
+
+    class Elsewhere(FakeServer):
+        def dispatch(self, h):
+            send_json(h, 200, {"stolen": h.headers.get("Authorization")})
+
+    with Elsewhere() as other:
+        civitai.api_moved_to = other.base  # a redirect off CivitAI: not followed, the token stays home
+        with pytest.raises(DownloadError, match="answered HTTP 301"):
+            colab_sd.download("civitai:5001", models_dir=models, tokens=_tokens())
+        assert other.requests == []
+    civitai.api_moved_to = civitai.base + "/moved"  # same host: followed
+    with pytest.raises(NotFoundError):  # /moved/api/v1/... does not exist on the fake: proof it went there
+        colab_sd.download("civitai:5001", models_dir=models, tokens=_tokens())
+    assert any(r["path"].startswith("/moved/api/v1/") for r in civitai.requests)

@@ -38,7 +38,7 @@ def _no_overrides(monkeypatch):
     ("civitai:4384@128713", CivitaiRef(model_id=4384, version_id=128713)),
     ("https://civitai.red/models/4384", CivitaiRef(model_id=4384, base="https://civitai.red")),
     ("https://civitai.green/api/download/models/128713", CivitaiRef(version_id=128713, base="https://civitai.green")),
-    ("https://www.civitai.com/models/4384", CivitaiRef(model_id=4384, base="https://www.civitai.com")),
+    ("https://www.civitai.com/models/4384", CivitaiRef(model_id=4384, base="https://civitai.com")),
     ("https://civitai.com/api/v1/model-versions/128713", CivitaiRef(version_id=128713, base="https://civitai.com")),
     ("https://civitai.com/model-versions/128713", CivitaiRef(version_id=128713, base="https://civitai.com")),
 ])

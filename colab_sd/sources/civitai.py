@@ -113,7 +113,8 @@ def parse(url: str) -> CivitaiRef:
     if m:
         return CivitaiRef(model_id=int(m["model"]) if m["model"] else None, version_id=int(m["version"]))
     parts = urlsplit(text)
-    base = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    base = f"{parts.scheme}://{netloc[4:] if netloc.lower().startswith('www.') else netloc}"
     query = dict(parse_qsl(parts.query, keep_blank_values=False))
     token = query.pop("token", None)
     if token:
@@ -351,15 +352,14 @@ def fetch_version(ref: CivitaiRef, tokens: Optional[TokenStore] = None) -> Mappi
     """The one metadata call: the version the reference names (a model page → its newest version)."""
     base = api_base(ref)
     token = _auth(ref, tokens)
-    headers = token.header() if token else {}
+    ask = dict(headers=token.header() if token else {}, service="CivitAI", trusted=is_civitai_host,
+               auth_error=AuthError(BAD_TOKEN.format(origin=token.origin) if token else NEEDS_TOKEN))
     if ref.version_id is not None:
-        return get_json(f"{base}/api/v1/model-versions/{ref.version_id}", headers=headers, service="CivitAI",
-                        missing=f"CivitAI has no model version {ref.version_id} (it does not exist or was removed); "
-                                "check the link", auth_error=AuthError(NEEDS_TOKEN if not token else
-                                                                       BAD_TOKEN.format(origin=token.origin)))
-    model = get_json(f"{base}/api/v1/models/{ref.model_id}", headers=headers, service="CivitAI",
-                     missing=f"CivitAI has no model {ref.model_id} (it does not exist or was removed); check the link",
-                     auth_error=AuthError(NEEDS_TOKEN if not token else BAD_TOKEN.format(origin=token.origin)))
+        return get_json(f"{base}/api/v1/model-versions/{ref.version_id}", **ask,
+                        missing=f"CivitAI has no model version {ref.version_id} (it does not exist or was "
+                                "removed); check the link")
+    model = get_json(f"{base}/api/v1/models/{ref.model_id}", **ask,
+                     missing=f"CivitAI has no model {ref.model_id} (it does not exist or was removed); check the link")
     version = dict(newest_version(model))
     # A version inside /models/{id} lacks its parent's summary: add it so both paths give the same metadata.
     version.setdefault("modelId", model.get("id"))

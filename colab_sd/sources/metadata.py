@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
+from urllib.parse import urljoin, urlsplit
 
 from ..errors import DownloadError, NotFoundError
 from ..tokens import redact, redact_url
@@ -19,14 +20,21 @@ BACKOFF = 0.5  # seconds before the 2nd attempt, doubling after
 
 
 def get_json(url: str, *, headers: Optional[Mapping[str, str]] = None, service: str, missing: str,
-             auth_error: Exception, retries: Optional[int] = None) -> Any:
+             auth_error: Exception, retries: Optional[int] = None,
+             trusted: Callable[[str], bool] = lambda url: False) -> Any:
     """GET `url` as JSON. 404 → NotFoundError(missing); 401/403 → `auth_error`; 5xx / 429 / network
-    errors are retried a few times, then DownloadError. Headers go to this URL only (no redirects)."""
+    errors are retried a few times, then DownloadError. A redirect is followed only to the same
+    host or one `trusted(url)` accepts (the service's own hosts): the headers carry a token."""
     import requests  # lazy: `import colab_sd` stays fast
 
     shown = redact_url(url)
     last: Optional[str] = None
-    for attempt in range(retries or RETRIES):
+    hops = 0
+    attempt = 0
+    while attempt < (retries or RETRIES):
+        attempt += 1
+        if attempt > 1:
+            time.sleep(min(4.0, BACKOFF * 2 ** (attempt - 2)))
         if attempt:
             time.sleep(min(4.0, BACKOFF * 2 ** (attempt - 1)))
         try:
@@ -36,13 +44,18 @@ def get_json(url: str, *, headers: Optional[Mapping[str, str]] = None, service: 
                 location = r.headers.get("Location", "")
         except requests.RequestException as err:
             last = f"{type(err).__name__}"
-            log.info("metadata %s: %s (attempt %d)", shown, last, attempt + 1)
+            log.info("metadata %s: %s (attempt %d)", shown, last, attempt)
             continue
         log.debug("metadata %s → %s", shown, status)
         if status == 404:
             raise NotFoundError(missing)
         if status in (401, 403) or (300 <= status < 400 and "login" in location.lower()):
             raise auth_error
+        if status in (301, 302, 303, 307, 308) and location and hops < 5:
+            target = urljoin(url, location)
+            if urlsplit(target).netloc == urlsplit(url).netloc or trusted(target):
+                url, shown, hops, attempt = target, redact_url(target), hops + 1, attempt - 1
+                continue
         if status == 429 or status >= 500:
             last = f"HTTP {status}"
             continue

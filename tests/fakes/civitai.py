@@ -142,6 +142,7 @@ class FakeCivitai(FakeServer):
         self.models: dict[int, FakeModel] = {}
         self.versions: dict[int, FakeVersion] = {}
         self.api_failures: list[int] = []  # statuses the next /api/v1 requests get (CivitAI's API has bad moments)
+        self.api_moved_to: Optional[str] = None  # base URL the API permanently redirects to (a moved host)
         self._add_lock = threading.Lock()
 
     def start(self):
@@ -178,6 +179,8 @@ class FakeCivitai(FakeServer):
 
     def dispatch(self, h) -> None:
         parts = [p for p in h.url_path.split("/") if p]
+        if parts[:2] == ["api", "v1"] and self.api_moved_to and not h.headers.get("X-Moved"):
+            return send(h, 301, b"", "text/plain", {"Location": self.api_moved_to + h.path})
         if parts[:2] == ["api", "v1"] and self.api_failures:
             status = self.api_failures.pop(0)
             return send(h, status, b"<html><title>Bad gateway</title></html>", "text/html",
