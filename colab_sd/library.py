@@ -227,3 +227,10 @@ def find_by_source(root: os.PathLike | str, source: str, kind: Optional[str] = N
                 continue
             return model
     return None
+
+
+def update_sidecar(model_path: os.PathLike | str, fields: dict) -> Path:
+    """Merge `fields` into a model's sidecar (creating it), keeping what it already says otherwise."""
+    data = read_sidecar(model_path)
+    data.update({k: v for k, v in fields.items() if v is not None})
+    return write_sidecar(model_path, data)

@@ -1,7 +1,9 @@
-"""`colab-sd models [--dir DIR] [--type KIND] [--json]`: list the models library.
+"""`colab-sd models [--dir DIR] [--type KIND] [--json] [--identify]`: list the models library.
 
 One line per model: kind, name, size, base model and trigger words (from the sidecars); `--json`
-prints one JSON array instead. `colab_sd.cli` registers this subcommand through `add_parser`.
+prints one JSON array instead. `--identify` first asks CivitAI, by sha256, about model files
+whose sidecar has no CivitAI details (files from Drive, direct links, copied by hand) and records
+their trigger words and base model. `colab_sd.cli` registers this subcommand through `add_parser`.
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--type", dest="kind", help="only this kind: checkpoint, lora, vae, embedding, controlnet, "
                                                "upscaler, other")
     p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--identify", action="store_true",
+                   help="look up files without CivitAI details on CivitAI by their sha256 and record their "
+                        "trigger words and base model")
     p.set_defaults(handler=run)
 
 
@@ -35,6 +40,9 @@ def run(args) -> int:
     root = models_root(args.models_dir)
     kinds = [normalize_kind(args.kind)] if args.kind and normalize_kind(args.kind) else None
     entries = list_models(root, kinds) if root.is_dir() else []
+    if args.identify and entries:
+        identify(entries)
+        entries = list_models(root, kinds)
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], ensure_ascii=False))
         return 0
@@ -50,3 +58,27 @@ def run(args) -> int:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
     print(f"{len(entries)} model{'s' if len(entries) != 1 else ''} in {root}")
     return 0
+
+
+def identify(entries) -> None:
+    """Ask CivitAI about each model file whose sidecar has no CivitAI details; report on stderr."""
+    from .library import update_sidecar
+    from .sources import civitai
+    from .tokens import TokenStore
+    from .transfer import file_sha256
+
+    tokens = TokenStore()
+    for entry in entries:
+        if not entry.path.is_file() or entry.meta.get("civitai"):
+            continue
+        sha = entry.meta.get("sha256") or file_sha256(entry.path).hexdigest()
+        found = civitai.identify(sha, tokens)
+        if found is None:
+            update_sidecar(entry.path, {"sha256": sha, "size": entry.size})
+            print(f"not on CivitAI: {entry.kind}/{entry.name}", file=sys.stderr)
+            continue
+        update_sidecar(entry.path, {"sha256": sha, "size": entry.size, "base_model": found.get("base_model"),
+                                    "trigger_words": found.get("trigger_words"), "civitai": found.get("civitai")})
+        info = found["civitai"]
+        print(f"identified: {entry.kind}/{entry.name} = CivitAI {info.get('model_name')!r} "
+              f"version {info.get('version_name')!r}", file=sys.stderr)

@@ -69,3 +69,29 @@ def test_registered_in_the_real_command(tmp_path, monkeypatch):
                          timeout=60, env={**os.environ})
     assert out.returncode == 0, out.stderr
     assert [(d["kind"], d["name"], d["size"]) for d in json.loads(out.stdout)] == [("embedding", "easyneg.pt", 10)]
+
+
+def test_identify_fills_in_what_civitai_knows(civitai, model_bytes, models, capsys):
+    from colab_sd.library import read_sidecar
+
+    civitai.add_version(model_id=5000, version_id=5001, model_name="Dreamy", model_type="LORA", base_model="SDXL 1.0",
+                        version_name="v1", trained_words=["dreamy light"],
+                        files=[FakeFile(5101, "dreamy.safetensors", model_bytes["lora_xl"])])
+    (models / "lora").mkdir()
+    known = models / "lora" / "renamed_by_hand.safetensors"
+    known.write_bytes(model_bytes["lora_xl"])
+    unknown = models / "lora" / "mine.safetensors"
+    unknown.write_bytes(model_bytes["lora"])
+    assert cli.main(["models", "--dir", str(models), "--identify", "--json"]) == 0
+    out, err = capsys.readouterr()
+    data = {d["name"]: d for d in json.loads(out)}
+    assert data["renamed_by_hand.safetensors"]["trigger_words"] == ["dreamy light"]
+    assert data["renamed_by_hand.safetensors"]["base_model"] == "SDXL 1.0"
+    assert read_sidecar(known)["civitai"]["version_id"] == 5001
+    assert data["mine.safetensors"]["trigger_words"] == [] and read_sidecar(unknown)["sha256"]
+    assert "identified: lora/renamed_by_hand.safetensors = CivitAI 'Dreamy' version 'v1'" in err
+    assert "not on CivitAI: lora/mine.safetensors" in err
+    asked = len(civitai.hits("/api/v1/model-versions/by-hash/"))
+    assert asked == 2
+    assert cli.main(["models", "--dir", str(models), "--identify"]) == 0  # known ones are not asked again
+    assert len(civitai.hits("/api/v1/model-versions/by-hash/")) == asked + 1  # only the unknown one

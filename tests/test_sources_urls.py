@@ -300,3 +300,8 @@ def test_dispatch_rejects_nonsense():
         sources.normalize_url("   ")
     with pytest.raises(InputError, match="unknown source"):
         sources.pick("x", source="dropbox")
+
+
+def test_identify_refuses_a_non_hash():
+    with pytest.raises(InputError, match="not a file hash"):
+        civitai.identify("dreamshaper.safetensors")

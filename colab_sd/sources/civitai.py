@@ -397,3 +397,29 @@ def resolve(url: str, tokens: Optional[TokenStore] = None, *, notes: Optional[li
         meta=sidecar_meta(version, f, kind),
         explain=make_explain(label, token, _deadline({"deadline": early}) if early else None),
     )
+
+
+# ---------------------------------------------------------------------------------------------- identify
+
+
+def identify(sha256: str, tokens: Optional[TokenStore] = None) -> Optional[dict]:
+    """What CivitAI knows about a file with this sha256 (any hash kind works there), as sidecar fields;
+    None when CivitAI does not know it. Used for files that came from elsewhere (Drive, a direct link,
+    copied by hand) to learn their trigger words and base model."""
+    value = (sha256 or "").strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{10,64}", value):
+        raise InputError(f"{sha256!r} is not a file hash: give a sha256 (64 hex characters)")
+    base = endpoint_override() or DEFAULT_ENDPOINT
+    token = tokens.get("civitai") if tokens else None
+    try:
+        version = get_json(f"{base}/api/v1/model-versions/by-hash/{value}", headers=token.header() if token else {},
+                           service="CivitAI", trusted=is_civitai_host, missing="",
+                           auth_error=AuthError(BAD_TOKEN.format(origin=token.origin) if token else NEEDS_TOKEN))
+    except NotFoundError:
+        return None
+    files = list(version.get("files") or [])
+    f = next((g for g in files if file_sha256(g) == value), None) or \
+        next((g for g in files if str((g.get("hashes") or {}).get("AutoV2", "")).lower() == value[:10]), None) or \
+        (files[0] if files else {})
+    model = version.get("model") or {}
+    return sidecar_meta(version, f, kind_for(model.get("type"), f.get("type")))
