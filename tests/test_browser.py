@@ -32,7 +32,7 @@ if not os.path.exists(CHROMIUM):
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-from servers import TestServer  # noqa: E402
+from servers import Route, TestServer  # noqa: E402
 from ui_helpers import slow_route  # noqa: E402
 
 pytestmark = pytest.mark.timeout(420)
@@ -51,14 +51,24 @@ def files():
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def tiny():
+    """The tiny real models (an SD1 single-file checkpoint and the configs of its tiny architecture)."""
+    import tiny_models
+
+    return tiny_models.tiny_library()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, tiny):
     """`colab-sd app` serving the Colab notebook; its kernel's cell installs this checkout."""
     work = tmp_path_factory.mktemp("lab")
     shutil.copy(ROOT / "notebooks" / "colab_sd.ipynb", work / "colab_sd.ipynb")  # `colab-sd app` keeps it
     port, token = _free_port(), "browser-test-login"
     env = dict(os.environ, COLAB_SD_INSTALL_FROM=str(ROOT), PIP_NO_INDEX="1", JUPYTER_TOKEN=token,
                JUPYTERLAB_SETTINGS_DIR=str(work / ".lab-settings"), JUPYTERLAB_WORKSPACES_DIR=str(work / ".lab-ws"),
-               NO_PROXY="127.0.0.1,localhost")
+               NO_PROXY="127.0.0.1,localhost",
+               # The tiny architectures are not the real ones: their configs come from the test library, never the Hub.
+               COLAB_SD_CONFIGS=str(tiny / "_configs"), HF_HUB_OFFLINE="1")
     for name in ("COLAB_SD_HOME", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         env.pop(name, None)
     log = open(work / "app.log", "w")
@@ -147,16 +157,18 @@ def bar_width(bar) -> float:
         " b.parentElement.getBoundingClientRect().width; return 100 * b.getBoundingClientRect().width / outer; }"))
 
 
-def test_notebook_download_cancel_resume_library_generate(lab, files, page):
+def test_notebook_download_cancel_resume_library_generate(lab, files, page, tiny):
     with evidence_on_failure(page, "loop"):
-        run_the_loop(lab, files, page)
+        run_the_loop(lab, files, page, tiny)
 
 
-def run_the_loop(lab, files, page):
+def run_the_loop(lab, files, page, tiny):
     small = os.urandom(40 * 64 * 1024)  # 2.5 MB, streamed slowly so the bar is seen moving
     big = os.urandom(120 * 64 * 1024)
     files.route("/models/style_lora.safetensors", slow_route(small, pause=0.06))
     big_route = files.route("/models/big.safetensors", slow_route(big, pause=0.1))
+    checkpoint = (tiny / "checkpoint" / "tiny-sd1.safetensors").read_bytes()
+    files.route("/models/tiny-sd1.safetensors", Route(body=checkpoint))
 
     page.goto(f"{lab['url']}/lab/tree/colab_sd.ipynb?token={lab['token']}")
     page.wait_for_selector(".jp-Notebook .jp-CodeCell")
@@ -195,7 +207,7 @@ def run_the_loop(lab, files, page):
     assert part.exists() and 0 < part.stat().st_size < len(big)
     big_route.slow = False
     out.locator("button", has_text="Download").first.click()
-    out.get_by_text("✓ 100 %").wait_for(timeout=60_000)
+    out.get_by_text("saved: big.safetensors").wait_for(timeout=60_000)
     assert (lab["models"] / "other" / "big.safetensors").read_bytes() == big and not part.exists()
 
     # Library lists what was downloaded.
@@ -204,3 +216,35 @@ def run_the_loop(lab, files, page):
     shot(page, "05-library")
     text = out.inner_text()
     assert "lora (1)" in text and "other (1)" in text and "big.safetensors" in text
+
+    # A checkpoint with kind "auto": its header says SD1 checkpoint, so it lands in checkpoint/.
+    open_tab(page, "Download")
+    out.locator("textarea").first.fill(files.url("/models/tiny-sd1.safetensors"))
+    out.locator("select").first.select_option("auto")
+    out.locator("button", has_text="Download").first.click()
+    out.get_by_text(f"saved: tiny-sd1.safetensors in {lab['models'] / 'checkpoint'}").wait_for(timeout=60_000)
+    assert (lab["models"] / "checkpoint" / "tiny-sd1.safetensors").read_bytes() == checkpoint
+
+    # Generate: the new checkpoint is already chosen; a prompt, a small custom size, click, see the image.
+    open_tab(page, "Generate")
+    visible = lambda kind, label: out.locator(f".{kind}:visible", has_text=label).first  # noqa: E731
+    assert visible("widget-dropdown", "Model").locator("select").input_value() == "tiny-sd1.safetensors"
+    visible("widget-textarea", "Prompt").locator("textarea").fill("a photo of a red house")
+    visible("widget-dropdown", "Size").locator("select").select_option("Custom")
+    visible("widget-text", "Width").locator("input").fill("128")
+    visible("widget-text", "Height").locator("input").fill("128")
+    visible("widget-text", "Height").locator("input").press("Tab")
+    visible("widget-text", "Seed").locator("input").fill("42")
+    visible("widget-text", "Seed").locator("input").press("Tab")
+    out.locator("button:visible", has_text="Generate").first.click()
+    out.get_by_text("✓ 1 image · seed 42").wait_for(timeout=120_000)
+    shot(page, "06-generated")
+    images = out.locator(".widget-image:visible")
+    assert images.count() == 1
+    assert images.first.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [128, 128]
+    text = out.inner_text()
+    assert "Seed: 42" in text and "a photo of a red house" in text and "saved: " in text
+
+    open_tab(page, "Tokens")
+    out.get_by_text("CivitAI token:").wait_for()
+    shot(page, "07-tokens")

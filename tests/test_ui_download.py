@@ -129,3 +129,23 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+
+
+def test_auto_kind_puts_each_file_in_its_folder_and_the_row_says_where(server, models, tmp_path):
+    from safetensors_factory import make_embedding, make_lora
+
+    lora = make_lora(tmp_path / "detail_tweaker.safetensors").read_bytes()
+    embedding = make_embedding(tmp_path / "easy_negative.safetensors").read_bytes()
+    server.route("/dl/detail_tweaker.safetensors", Route(body=lora))
+    server.route("/dl/easy_negative.safetensors", Route(body=embedding))
+    app = App(models_dir=models)
+    app.download.urls.value = server.url("/dl/detail_tweaker.safetensors") + "\n" + server.url("/dl/easy_negative.safetensors")
+    app.download.button.click()  # kind "auto": the file's header decides
+
+    lora_row, embedding_row = app.download.rows
+    assert lora_row.path == models / "lora" / "detail_tweaker.safetensors" and lora_row.path.read_bytes() == lora
+    assert f"in {models / 'lora'}" in lora_row.status.value
+    assert embedding_row.path == models / "embedding" / "easy_negative.safetensors"
+    assert f"in {models / 'embedding'}" in embedding_row.status.value
+    assert [(e.kind, e.name) for e in app.library.entries] == [("lora", "detail_tweaker.safetensors"),
+                                                               ("embedding", "easy_negative.safetensors")]

@@ -44,6 +44,8 @@ class DownloadRow:
         self.state = "waiting"
         self.path: Optional[Path] = None
         self.downloaded = 0  # bytes seen so far: what a cancel keeps
+        self.size: Optional[int] = None
+        self.skipped = False
         self.name = widgets.HTML(message(fmt.shorten(self.job, 70), "info"), layout=widgets.Layout(width="100%"))
         self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="320px"))
         self.status = widgets.HTML(message("waiting"))
@@ -79,7 +81,7 @@ class DownloadRow:
         self.status.value = message("starting…", "info")
 
     def done(self, path: Path, size: int, skipped: bool = False) -> None:
-        self.state, self.path = "done", Path(path)
+        self.state, self.path, self.size, self.skipped = "done", Path(path), size, skipped
         self.bar.value, self.bar.bar_style = 1.0, "success"
         verb = "already there" if skipped else "saved"
         self.status.value = message(f"✓ 100 % · {verb}: {self.path.name} in {self.path.parent} ({fmt.size(size)})", "ok")
@@ -186,8 +188,14 @@ class DownloadPanel:
         if item == "start":
             row.start()
         elif isinstance(item, tuple) and item[0] == "path":
-            if row.state != "done":  # no Completed event came (a source with its own fetcher): trust the path
-                path = Path(item[1])
-                row.done(path, path.stat().st_size if path.is_file() else 0)
+            # download()'s return value is the final word: the file may have moved from other/ to its kind folder
+            # after Completed (probing), or be a folder (a diffusers repo); no Completed event at all is fine too.
+            path = Path(item[1])
+            if row.state != "done" or row.path != path:
+                size = row.size if row.state == "done" else None
+                if size is None:
+                    size = path.stat().st_size if path.is_file() else sum(
+                        p.stat().st_size for p in path.rglob("*") if p.is_file())
+                row.done(path, size, row.skipped)
         else:
             row.apply(item)
