@@ -53,6 +53,8 @@ def _add_download(sub) -> None:
     p.add_argument("--dir", dest="models_dir", help="models root (default: $COLAB_SD_HOME, /content/models in Colab, ./models)")
     p.add_argument("--type", dest="kind", help="model kind / folder: checkpoint, lora, vae, embedding, controlnet, upscaler, other (default: auto)")
     p.add_argument("--name", help="save under this file name (one URL only)")
+    p.add_argument("--source", choices=("civitai", "huggingface", "gdrive", "direct"),
+                   help="treat the URL as from this service (e.g. a bare CivitAI version id with --source civitai)")
     p.add_argument("--sha256", help="expected sha256 of the file (one URL only)")
     p.add_argument("--connections", type=_connections, default=None, metavar="N",
                    help="parallel connections per file, 1-64 (default: automatic, up to 16)")
@@ -92,7 +94,7 @@ def _run_download(args) -> int:
         try:
             download(url, kind=args.kind, models_dir=args.models_dir, name=args.name, sha256=args.sha256,
                      on_event=listener, tokens=tokens, connections=args.connections,
-                     options=TransferOptions(verify=args.verify))
+                     options=TransferOptions(verify=args.verify), source=args.source)
         except KeyboardInterrupt:
             fail(f"interrupted: {redact_url(url)} (the partial file is kept; run again to resume)")
             return EXIT_INTERRUPTED

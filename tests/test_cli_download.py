@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+from fakes.fixtures import civitai, model_bytes  # noqa: F401 (fixtures)
 from servers import Route
 
 BODY = os.urandom(2 * 1024 * 1024 + 7)
@@ -156,3 +157,20 @@ def test_ctrl_c_exits_130_and_keeps_part(server, tmp_path):
     assert '"status": "cancelled"' in stdout
     assert "partial file is kept" in stderr and "Traceback" not in stderr
     assert part.exists() and not (tmp_path / "other" / "slow.safetensors").exists()
+
+
+def test_bare_civitai_version_id_with_source_flag(civitai, model_bytes, models, monkeypatch, capsys):
+    """`colab-sd download --source civitai 7001`: the bare id is a CivitAI model-version id."""
+    from colab_sd import cli
+    from fakes.civitai import TOKEN, FakeFile
+
+    civitai.add_version(model_id=7000, version_id=7001, model_name="Bare", model_type="LORA",
+                        files=[FakeFile(7101, "bare.safetensors", model_bytes["lora"])])
+    monkeypatch.setenv("CIVITAI_TOKEN", TOKEN)
+    assert cli.main(["download", "--source", "civitai", "--dir", str(models), "--json", "7001"]) == 0
+    done = [json.loads(l) for l in capsys.readouterr().out.splitlines() if '"completed"' in l]
+    assert done and done[0]["path"].endswith("lora/bare.safetensors")
+    assert hashlib.sha256((models / "lora" / "bare.safetensors").read_bytes()).digest() == \
+        hashlib.sha256(model_bytes["lora"]).digest()
+    assert cli.main(["download", "--source", "civitai", "--dir", str(models), "99999"]) == 1
+    assert "does not exist or was removed" in capsys.readouterr().err
