@@ -238,13 +238,15 @@ def run_the_loop(lab, files, page, tiny):
     visible("widget-text", "Seed").locator("input").press("Tab")
     out.locator("button:visible", has_text="Generate").first.click()
     out.get_by_text("✓ 1 image · seed 42").wait_for(timeout=120_000)
-    shot(page, "06-generated")
     images = out.locator(".widget-image:visible")
+    images.first.scroll_into_view_if_needed()
+    shot(page, "06-generated")
     assert images.count() == 1
     assert images.first.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [128, 128]
     text = out.inner_text()
     assert "Seed: 42" in text and "a photo of a red house" in text and "saved: " in text
 
+    out.locator(".lm-TabBar-tab", has_text="Tokens").first.scroll_into_view_if_needed()
     open_tab(page, "Tokens")
     out.get_by_text("CivitAI token:").wait_for()
     shot(page, "07-tokens")

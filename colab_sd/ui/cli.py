@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -108,7 +109,15 @@ def _run(args) -> int:
           f"colab-sd: starting JupyterLab on 127.0.0.1 (Ctrl-C to stop); run the notebook's cell to open the app",
           file=sys.stderr, flush=True)
     env = lab_environment(folder, models)
+    server = subprocess.Popen(jupyter_command(folder, args.port, not args.no_browser), env=env)
+    # Stopping this command stops JupyterLab too (and its kernels), whether by Ctrl-C or a SIGTERM.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        return subprocess.call(jupyter_command(folder, args.port, not args.no_browser), env=env)
+        return server.wait()
     except KeyboardInterrupt:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
         return 0

@@ -122,7 +122,6 @@ class GeneratePanel:
         self.gallery_items: list[GalleryItem] = []
         self.last_seed: Optional[int] = None
         self.results: list[Any] = []
-        wide = widgets.Layout(width="100%")
         label = {"description_width": "90px"}
 
         self.model = widgets.Dropdown(options=[], description="Model", style=label, layout=widgets.Layout(width="520px"))
@@ -196,7 +195,11 @@ class GeneratePanel:
         vaes = [e.name for e in entries if e.kind == "vae"]
         self.vae.options = [AUTO_VAE] + vaes
         self.vae.value = vae_current if vae_current in vaes else AUTO_VAE
-        self.lora_choice.options = [e.name for e in entries if e.kind == "lora"]
+        loras = [e.name for e in entries if e.kind == "lora"]
+        keep = self.lora_choice.value
+        self.lora_choice.options = loras
+        # ipywidgets 8 leaves an emptied-then-refilled Dropdown on None (7 picks the first): be explicit for both.
+        self.lora_choice.value = keep if keep in loras else (loras[0] if loras else None)
         embeddings = [e.stem for e in entries if e.kind == "embedding"]
         self.embeddings_hint.value = message(
             "Embeddings: write their name in a prompt: " + ", ".join(embeddings) if embeddings
