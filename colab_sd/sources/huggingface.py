@@ -269,7 +269,10 @@ def _sha256_of(etag: Optional[str]) -> Optional[str]:
 
 
 def _file_remote(ref: HfRef, path: str, token: Optional[Token], *, size=None, sha256=None, commit=None,
-                 subdir=None, kind=None, folder=None, filename=None) -> RemoteFile:
+                 subdir=None, kind=None, folder=None, filename=None, engine: bool = False) -> RemoteFile:
+    """A RemoteFile for one repo file. `engine`: our segmented engine moves the bytes (plain LFS files,
+    which the Hub client fetches over one connection); otherwise the Hub client does (Xet-backed files,
+    where hf_xet already fetches in parallel, and repo snapshots)."""
     from huggingface_hub import hf_hub_url
 
     url = hf_hub_url(ref.repo_id, path, repo_type=None if ref.repo_type == "model" else ref.repo_type,
@@ -278,8 +281,28 @@ def _file_remote(ref: HfRef, path: str, token: Optional[Token], *, size=None, sh
                                                  "revision": ref.revision or "main", "commit": commit}}
     if folder:
         meta["folder"] = folder
+    if engine:  # the token goes to the Hub host only; the engine never forwards it to the CDN it redirects to
+        return RemoteFile(url=url, filename=filename or local_name(ref, path), size=size, sha256=sha256, kind=kind,
+                          subdir=subdir, meta=meta, headers=token.header() if token else {},
+                          explain=_http_explainer(ref, token, path))
     return RemoteFile(url=url, filename=filename or local_name(ref, path), size=size, sha256=sha256, kind=kind,
                       subdir=subdir, meta=meta, fetcher=make_fetcher(ref, path, token, commit))
+
+
+def _http_explainer(ref: HfRef, token: Optional[Token], path: str):
+    """Error answers from the Hub host, for the engine: the same messages the Hub client's errors get."""
+
+    def explain(status: int, headers, body: bytes, url: str) -> Optional[Exception]:
+        if status in (401, 403):
+            who = "your token" if token else "no token"
+            return AuthError(f"the Hub refused {path} in {ref.repo_id} ({status}) with {who}: if the repo is gated, "
+                             f"accept its licence at {page_url(ref)}; if private, set HF_TOKEN to a token that can read it")
+        if status == 404:
+            return NotFoundError(f"{path} is not in {ref.repo_id} (404): check the file name and revision at "
+                                 f"{page_url(ref)}")
+        return None
+
+    return explain
 
 
 def resolve(url: str, tokens: Optional[TokenStore] = None, *, notes: Optional[list] = None):
@@ -300,7 +323,15 @@ def _resolve_file(ref: HfRef, token: Optional[Token]) -> RemoteFile:
         meta = get_hf_file_metadata(url, token=token.secret.reveal() if token else False)
     except Exception as err:  # the Hub client's errors → ours
         raise explain_error(err, ref, token) from None
-    return _file_remote(ref, ref.path, token, size=meta.size, sha256=_sha256_of(meta.etag), commit=meta.commit_hash)
+    xet = getattr(meta, "xet_file_data", None) is not None and _has_hf_xet()
+    return _file_remote(ref, ref.path, token, size=meta.size, sha256=_sha256_of(meta.etag), commit=meta.commit_hash,
+                        engine=not xet)
+
+
+def _has_hf_xet() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("hf_xet") is not None
 
 
 def _resolve_repo(ref: HfRef, token: Optional[Token], notes: Optional[list]):
