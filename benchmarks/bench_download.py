@@ -234,7 +234,7 @@ http {{
     server {{
         listen 127.0.0.1:{fast_port};
         root {files};
-        location / {{ }}
+{files_location}
 {hub}
     }}
     # CDN-like: each connection capped, as CivitAI's and the Hub's CDNs do.
@@ -242,11 +242,17 @@ http {{
         listen 127.0.0.1:{slow_port};
         root {files};
         limit_rate {rate};
-        location / {{ }}
+{files_location}
 {hub}
     }}
 }}
 """
+# Storage CDNs name the file (CivitAI's and the Hub's do). pypdl needs it too: without it, it probes with
+# `GET bytes=0-0`, and nginx's 206 carries no Accept-Ranges, so pypdl would fall back to one connection.
+FILES_LOCATION = """\
+        location ~ ^/(?<fname>[^/]+\\.bin)$ {
+            add_header Content-Disposition 'attachment; filename="$fname"';
+        }"""
 # The Hub's HEAD /{repo}/resolve/{rev}/{file} answers: X-Repo-Commit, ETag, and for LFS files X-Linked-Etag
 # (the sha256, quoted) and X-Linked-Size; huggingface_hub refuses a response without X-Repo-Commit or an ETag.
 HUB_LOCATION = """\
@@ -265,6 +271,7 @@ class Nginx:
                                             sha256=s.sha256, size=s.size) for s in sources)
         self.conf = tmp / "nginx.conf"
         self.conf.write_text(NGINX_CONF.format(workers=os.cpu_count() or 1, tmp=tmp, files=files, hub=hub,
+                                               files_location=FILES_LOCATION,
                                                fast_port=self.fast_port, slow_port=self.slow_port, rate=rate))
         self.proc: Optional[subprocess.Popen] = None
 
