@@ -372,10 +372,13 @@ def test_metadata_round_trip_with_sidecar_and_computed_hashes(library):
     assert json.loads((library / "checkpoint" / "tiny-sd1-copy.safetensors.json").read_text())["sha256"] == real
 
 
-def test_clip_skip_changes_the_output():
+def test_clip_skip_changes_the_output_and_works_with_loras():
     a = run(model="tiny-sd1", prompt="a cat")
     b = run(model="tiny-sd1", prompt="a cat", clip_skip=2)
-    assert differs(a, b) > 0.5
+    c = run(model="tiny-sd1", prompt="a cat <lora:tiny-peft:1>", clip_skip=2)
+    assert differs(a, b) > 0.5 and differs(b, c) > 0.5
+    assert "text_model" not in CACHE.entry.pipe.text_encoder.__dict__  # the compatibility alias is call-scoped
+    assert differs(a, run(model="tiny-sdxl", prompt="a cat", clip_skip=2)) > 0.5
 
 
 # ---------------------------------------------------------------------------------------------- failures
@@ -516,3 +519,80 @@ def test_importing_the_cli_and_listing_samplers_does_not_import_torch():
             "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+# ---------------------------------------------------------------------------------------------- Hugging Face repos
+
+
+@pytest.fixture
+def online_hub(library, monkeypatch, tmp_path):
+    """The fake Hub on 127.0.0.1 serving the tiny SD1 diffusers folder as alice/tiny-sd1 (and a gated copy)."""
+    import huggingface_hub.constants as hf_constants
+    from fakes.hf_hub import FakeHub
+
+    folder = library / "checkpoint" / "tiny-sd1-diffusers"
+    files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    with FakeHub() as hub:
+        hub.add_repo("alice/tiny-sd1", files)
+        hub.add_repo("alice/gated-sd1", files, gated=True)
+        monkeypatch.setenv("HF_ENDPOINT", hub.base)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        yield hub
+
+
+def test_model_from_a_hugging_face_repo_id(online_hub):
+    result = run(model="alice/tiny-sd1", prompt="a cat")
+    assert result.family == "sd1" and result.model == "alice/tiny-sd1"
+    assert parse_parameters(result.parameters[0])["Model"] == "alice/tiny-sd1"
+    fetched = {h["path"] for h in online_hub.hits("/alice/tiny-sd1/resolve/")}
+    assert any(p.endswith("unet/diffusion_pytorch_model.safetensors") for p in fetched)
+    before = load_count()
+    run(model="alice/tiny-sd1", prompt="a dog")
+    assert load_count() == before  # the cached snapshot is the same model: no reload
+
+
+def test_gated_and_missing_repos_say_what_to_do(online_hub):
+    with pytest.raises(NotFoundError, match="gated: accept its licence"):
+        run(model="alice/gated-sd1", prompt="a cat")
+    with pytest.raises(NotFoundError, match="not a Hugging Face repo you can see"):
+        run(model="alice/nothing-here", prompt="a cat")
+
+
+def test_hub_file_choice_prefers_one_set_of_safetensors():
+    from colab_sd.generation.models import _hub_files
+
+    names = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+             "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.bin",
+             "vae/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.safetensors",
+             "safety_checker/model.safetensors", "safety_checker/config.json", "tokenizer/vocab.json",
+             "tokenizer/merges.txt", "v1-5-pruned.ckpt", "README.md", "unet/flax/x.msgpack"]
+    assert _hub_files(names) == ["model_index.json", "tokenizer/merges.txt", "tokenizer/vocab.json",
+                                 "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
+                                 "vae/diffusion_pytorch_model.fp16.safetensors"]
+    plain = [n for n in names if ".fp16." not in n]
+    assert "unet/diffusion_pytorch_model.safetensors" in _hub_files(plain)
+
+
+def test_lycoris_loha_is_refused_with_a_clear_message(library):
+    from safetensors.torch import save_file
+
+    base = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    path = library / "lora" / "tiny-loha.safetensors"
+    save_file({f"{base}.hada_w1_a": torch.zeros(8, 4), f"{base}.hada_w1_b": torch.zeros(4, 8),
+               f"{base}.hada_w2_a": torch.zeros(8, 4), f"{base}.hada_w2_b": torch.zeros(4, 8),
+               f"{base}.alpha": torch.tensor(4.0)}, str(path))
+    try:
+        with pytest.raises(InputError, match="LyCORIS LOHA, which diffusers cannot apply"):
+            run(model="tiny-sd1", prompt="a cat <lora:tiny-loha:1>")
+    finally:
+        path.unlink()
+
+
+def test_low_vram_on_cpu_tiles_the_vae_and_gives_the_same_picture_size():
+    result = run(model="tiny-sd1", prompt="a cat", low_vram=True)
+    assert CACHE.entry.pipe.vae.use_tiling and not CACHE.entry.offloaded  # offload needs CUDA; tiling does not
+    assert result.images[0].size == (64, 64)
+    run(model="tiny-sd1", prompt="a cat")
+    assert not CACHE.entry.pipe.vae.use_tiling

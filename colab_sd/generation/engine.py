@@ -14,7 +14,7 @@ from ..errors import GenerationError, InputError
 from ..events import Completed, Info, StepProgress, guard
 from . import metadata
 from .cache import CACHE, free_memory
-from .loader import pick_device, pick_dtype
+from .loader import clip_skip_compat, pick_device, pick_dtype
 from .models import FAMILY_LABEL, embedding_names, resolve_addon, resolve_model
 from .prompt import LoraSpec, extract_loras, merge_loras, words
 from .request import GenerationRequest
@@ -175,7 +175,7 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
                 call.update(width=width, height=height)
             try:
                 call_started = time.perf_counter()
-                with torch.inference_mode():
+                with torch.inference_mode(), clip_skip_compat(pipe, req.clip_skip > 1):
                     output = pipe(**call)
                 in_pipeline += time.perf_counter() - call_started
             except Exception as err:

@@ -120,19 +120,26 @@ def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None):
         raise GenerationError(f"could not load {ref.name} as an {ref.family.upper()} model ({first[:200]}): "
                               f"the file may be incomplete or not a {ref.family.upper()} checkpoint") from err
     _set_prediction(pipe, ref)
-    _clip_skip_compat(pipe)
     pipe.set_progress_bar_config(disable=True)
     return pipe, Path(source) if os.path.isdir(source) else None
 
 
-def _clip_skip_compat(pipe) -> None:
+@contextlib.contextmanager
+def clip_skip_compat(pipe, active: bool):
     """transformers 5.6 flattened CLIPTextModel (no `.text_model`), but diffusers' SD clip-skip path still reads
-    `text_encoder.text_model.final_layer_norm`. Point the old name at the model itself, outside `_modules`, so
-    state dicts and module walks do not see a cycle."""
+    `text_encoder.text_model.final_layer_norm`. For the duration of a clip-skip call only, point the old name at
+    the model itself, outside `_modules` (no cycle in state dicts); left in place it would mislead diffusers'
+    LoRA loader into the old key layout."""
     encoder = getattr(pipe, "text_encoder", None)
-    if encoder is not None and "text_model" not in encoder._modules and not hasattr(encoder, "text_model") \
-            and hasattr(encoder, "final_layer_norm"):
+    patch = (active and encoder is not None and "text_model" not in encoder._modules
+             and "text_model" not in encoder.__dict__ and hasattr(encoder, "final_layer_norm"))
+    if patch:
         object.__setattr__(encoder, "text_model", encoder)
+    try:
+        yield
+    finally:
+        if patch:
+            encoder.__dict__.pop("text_model", None)
 
 
 def _set_prediction(pipe, ref: ModelRef) -> None:

@@ -21,6 +21,8 @@ from ..library import MODEL_EXTENSIONS, find_model, list_models, models_root, re
 log = logging.getLogger("colab_sd.generation")
 
 SUPPORTED = ("sd1", "sd2", "sdxl")
+# LyCORIS algorithms diffusers' load_lora_weights has no conversion for (LoRA, LoCon and DoRA load).
+UNSUPPORTED_LYCORIS = ("loha", "lokr", "oft", "boft", "ia3", "glora", "full")
 FAMILY_LABEL = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL"}
 NATIVE_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024}
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -89,29 +91,50 @@ def locate(model, models_dir=None, *, hf_token: Optional[str] = None) -> Path:
     raise NotFoundError(f"model {text!r} not found: {_checkpoint_names(root)}")
 
 
-def _hub_snapshot(repo_id: str, token: Optional[str]) -> Path:
-    """A diffusers repo from the Hub: configs, tokenizers and safetensors weights of the pipeline's components.
+def _hub_files(names: list[str]) -> list[str]:
+    """The files of a diffusers repo worth fetching: model_index, component configs and tokenizers, and one set
+    of safetensors weights (the fp16 variant when the UNet has one: half the download, and what a GPU runs);
+    never .bin/.ckpt/ONNX/Flax files or the safety checker."""
+    parts = {n: n.split("/") for n in names}
+    fp16 = any(n.startswith("unet/") and n.endswith(".fp16.safetensors") for n in names)
+    chosen = []
+    for name, bits in parts.items():
+        if name == "model_index.json":
+            chosen.append(name)
+        elif len(bits) != 2 or bits[0] == "safety_checker":
+            continue
+        elif name.endswith((".json", ".txt", ".model")) and not name.endswith(".safetensors.index.json"):
+            chosen.append(name)
+        elif name.endswith((".safetensors", ".safetensors.index.json")):
+            if (".fp16." in name) == fp16:
+                chosen.append(name)
+    return sorted(chosen)
 
-    fp16 weight variants are preferred when the repo has them (half the download; they run in fp16 on a GPU and
-    are upcast on a CPU); .bin, .ckpt, ONNX, Flax and the safety checker are never fetched.
-    """
-    from huggingface_hub import HfApi, snapshot_download
+
+def _hub_snapshot(repo_id: str, token: Optional[str]) -> Path:
+    """A diffusers repo from the Hub (or, offline, from the local Hugging Face cache), as a local folder."""
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    configs = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model"]
-    ignore = ["safety_checker/*", "*.bin", "*.ckpt", "*.onnx*", "*.msgpack"]
+    endpoint = os.environ.get("HF_ENDPOINT") or None  # a mirror set after huggingface_hub was imported
     try:
         try:
-            files = HfApi().list_repo_files(repo_id, token=token)
+            info = HfApi(endpoint=endpoint).model_info(repo_id, token=token)
         except (GatedRepoError, RepositoryNotFoundError):
             raise
-        except Exception:  # offline: fall back to whatever the local cache holds
-            files = []
-        if any(f.startswith("unet/") and ".fp16." in f and f.endswith(".safetensors") for f in files):
-            allow = configs + ["*/*.fp16.safetensors", "*/*.fp16.safetensors.index.json"]
+        except Exception:  # offline, or the Hub unreachable: whatever the local cache holds
+            info = None
+        if info is None:
+            folder = Path(snapshot_download(repo_id, local_files_only=True, token=token))
         else:
-            allow, ignore = configs + ["*/*.safetensors"], ignore + ["*.fp16.*"]
-        folder = Path(snapshot_download(repo_id, allow_patterns=allow, ignore_patterns=ignore, token=token))
+            names = _hub_files([s.rfilename for s in (info.siblings or [])])
+            if "model_index.json" not in names:
+                raise InputError(f"{repo_id} is not a diffusers pipeline repo (no model_index.json): "
+                                 f"download its .safetensors file into checkpoint/ and use that")
+            log.info("fetching %d files of %s", len(names), repo_id)
+            for name in names:
+                local = hf_hub_download(repo_id, name, revision=info.sha, token=token, endpoint=endpoint)
+            folder = Path(local).parents[len(name.split("/")) - 1]
     except GatedRepoError:
         raise NotFoundError(f"{repo_id} is gated: accept its licence on huggingface.co/{repo_id} and set HF_TOKEN") from None
     except RepositoryNotFoundError:
@@ -188,6 +211,7 @@ class Addon:
     path: Path
     family: Optional[str]
     meta: dict = field(default_factory=dict, compare=False)
+    variant: Optional[str] = None  # for a LoRA: a LyCORIS algorithm other than plain LoRA/LoCon ("loha", "lokr", …)
 
     @property
     def trigger_words(self) -> list[str]:
@@ -210,13 +234,16 @@ def resolve_addon(kind: str, name: str, models_dir=None) -> Addon:
     for ext in MODEL_EXTENSIONS:
         if stem.lower().endswith(ext):
             stem = stem[: -len(ext)]
-    family = None
+    family = variant = None
     if path.is_file():
         found = _probe.inspect(path)
-        family = found.family
-        if found.kind not in (kind, None, "other") and not (kind == "lora" and found.kind == "lora"):
+        family, variant = found.family, found.variant
+        if found.kind not in (kind, None, "other"):
             raise InputError(f"{path.name} is not a {kind} (it looks like {found.summary}): put it in {found.kind}/")
-    return Addon(kind, stem, path, family, read_sidecar(path))
+        if kind == "lora" and variant in UNSUPPORTED_LYCORIS:
+            raise InputError(f"LoRA {stem} is a LyCORIS {variant.upper()}, which diffusers cannot apply yet: "
+                             f"plain LoRA and LoCon files work; look for a LoRA version of it")
+    return Addon(kind, stem, path, family, read_sidecar(path), variant)
 
 
 def trigger_words(lora: str, models_dir=None) -> list[str]:
