@@ -256,7 +256,7 @@ FILES_LOCATION = """\
 # The Hub's HEAD /{repo}/resolve/{rev}/{file} answers: X-Repo-Commit, ETag, and for LFS files X-Linked-Etag
 # (the sha256, quoted) and X-Linked-Size; huggingface_hub refuses a response without X-Repo-Commit or an ETag.
 HUB_LOCATION = """\
-        location = /{repo}/resolve/main/{name} {{
+        location = /{repo}/resolve/{rev}/{name} {{
             alias {files}/{name};
             add_header X-Repo-Commit {commit} always;
             add_header X-Linked-Etag '"{sha256}"' always;
@@ -267,8 +267,10 @@ HUB_LOCATION = """\
 class Nginx:
     def __init__(self, tmp: Path, files: Path, sources: list[Source], rate: str):
         self.tmp, self.fast_port, self.slow_port = tmp, free_port(), free_port()
-        hub = "\n".join(HUB_LOCATION.format(repo=HF_REPO, name=s.name, files=files, commit=HF_COMMIT,
-                                            sha256=s.sha256, size=s.size) for s in sources)
+        # By branch (what users paste) and by commit (what a client asks once the HEAD told it the commit).
+        hub = "\n".join(HUB_LOCATION.format(repo=HF_REPO, rev=rev, name=s.name, files=files, commit=HF_COMMIT,
+                                            sha256=s.sha256, size=s.size)
+                        for s in sources for rev in ("main", HF_COMMIT))
         self.conf = tmp / "nginx.conf"
         self.conf.write_text(NGINX_CONF.format(workers=os.cpu_count() or 1, tmp=tmp, files=files, hub=hub,
                                                files_location=FILES_LOCATION,
@@ -311,7 +313,7 @@ class Nginx:
 class Contender:
     name: str
     build: Callable[[str, str, Source, Path], list[str]]  # (base url, site, source, out dir) -> argv
-    env: Callable[[], dict] = clean_env
+    env: Callable[[str], dict] = lambda base: clean_env()  # base url -> environment
     single_stream: bool = False  # its speed on the throttled site is the cap: one repeat tells it all
     note: str = ""
 
@@ -342,6 +344,10 @@ def contenders(args, pylibs: dict[str, str], missing: list[str]) -> list[Contend
     found = [
         Contender("colab-sd", colab(True), note=f"{how}, sha256 given, connections {args.connections}"),
         Contender("colab-sd no-verify", colab(False), note=f"{how}, verification off"),
+        Contender("colab-sd HF URL", lambda base, site, src, out: [
+            cli, "download", "--dir", str(out), *conn, f"{base}/{HF_REPO}/resolve/main/{src.name}"],
+            env=lambda base: dict(clean_env(), HF_ENDPOINT=base),
+            note="CLI on the Hub URL: the Hub's HEAD gives size and sha256, then the segmented engine"),
         Contender("aria2c -x16 -s16 -k1M", lambda base, site, src, out: [
             "aria2c", "-x16", "-s16", "-k1M", "-d", str(out), "-o", src.name, "--console-log-level=error",
             "--summary-interval=0", "--download-result=hide", "--allow-overwrite=true", f"{base}/{src.name}"],
@@ -357,10 +363,10 @@ def contenders(args, pylibs: dict[str, str], missing: list[str]) -> list[Contend
     ]
     if "parfive" in pylibs:
         found.append(Contender(f"parfive {pylibs['parfive']} (16 splits)", lambda base, site, src, out: me + [
-            "parfive", f"{base}/{src.name}", str(out), "16"], env=pylib_env, note="max_splits=16, 64 KiB chunks"))
+            "parfive", f"{base}/{src.name}", str(out), "16"], env=lambda base: pylib_env(), note="max_splits=16, 64 KiB chunks"))
     if "pypdl" in pylibs:
         found.append(Contender(f"pypdl {pylibs['pypdl']} (16 segments)", lambda base, site, src, out: me + [
-            "pypdl", f"{base}/{src.name}", str(out), "16"], env=pylib_env, note="segments=16"))
+            "pypdl", f"{base}/{src.name}", str(out), "16"], env=lambda base: pylib_env(), note="segments=16"))
     tools = {"aria2c": "aria2c", "curl": "curl", "wget": "wget"}
     found = [c for c in found if not any(c.name.startswith(t) and tools[t] in missing for t in tools)]
     if args.only:
@@ -429,7 +435,7 @@ def run_once(c: Contender, base: str, site: str, src: Source, work: Path, timeou
     os.sync()  # the previous contender's dirty pages must not be written back on this one's clock
     start = time.perf_counter()
     try:
-        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=c.env(), cwd=out,
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=c.env(base), cwd=out,
                               timeout=timeout, start_new_session=True)
         wall = time.perf_counter() - start
         rc, err = proc.returncode, proc.stderr.decode(errors="replace")
@@ -528,6 +534,11 @@ def targets(results: dict, sizes: list[int]) -> list[str]:
             r = t / fastest.median("wall")
             lines.append(f"- {label}: colab-sd / fastest ({fastest.contender.name}) = {r:.2f} (target <= 1.20): "
                          f"**{'ok' if r <= 1.2 else 'MISS'}**")
+        hub, hf = find(cells, "colab-sd HF URL"), find(cells, "hf_hub_download")
+        if hub and hf and hub.median("wall") and hf.median("wall"):
+            lines.append(f"- {label}: a Hub file through colab-sd takes {hub.median('wall'):.2f} s, through "
+                         f"hf_hub_download {hf.median('wall'):.2f} s: hf_hub_download / colab-sd = "
+                         f"{hf.median('wall') / hub.median('wall'):.2f} (measured, no target)")
         if raw and raw.median("wall"):
             over = t / raw.median("wall") - 1
             lines.append(f"- {label}: verification adds {over * 100:+.0f} % ({t:.2f} s vs {raw.median('wall'):.2f} s) "
@@ -570,10 +581,12 @@ def machine(pylibs: dict[str, str]) -> list[str]:
     ]
 
 
-def markdown(args, results: dict, sources: list[Source], pylibs: dict, started: str, load: tuple, cands) -> str:
+def markdown(args, results: dict, sources: list[Source], pylibs: dict, started: str, load: tuple, cands,
+             minutes: float) -> str:
     sizes = [s.size for s in sources]
     out = ["## Downloads", "",
-           f"Measured {started} UTC with `{' '.join(['benchmarks/bench_download.py'] + sys.argv[1:])}` "
+           f"Measured {started} UTC in {minutes:.1f} min with "
+           f"`{' '.join(['benchmarks/bench_download.py'] + sys.argv[1:])}` "
            f"({args.repeats} repeat{'s' if args.repeats != 1 else ''}; single-stream contenders once on the throttled site, where the cap sets their "
            f"time). Load average before/after: {load[0]:.2f} / {load[1]:.2f}.", ""]
     out += machine(pylibs)
@@ -588,7 +601,11 @@ def markdown(args, results: dict, sources: list[Source], pylibs: dict, started: 
     out += ["Contenders: " + "; ".join(f"**{c.name}**" + (f" ({c.note})" if c.note else "") for c in cands), ""]
     for (site, size), cells in results.items():
         out += [f"### {site}, {size_label(size)}", ""] + table(cells, size) + [""]
-    out += ["### Targets (issue 6)", ""] + targets(results, sizes) + [""]
+    out += ["### Targets (issue 6)", ""]
+    if args.quick:
+        out += ["*Quick run: files this small measure process start-up more than transfer; the targets are "
+                "meant for the default sizes.*", ""]
+    out += targets(results, sizes) + [""]
     return "\n".join(out)
 
 
@@ -634,7 +651,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     pylibs = ensure_pylibs(not args.no_install)
     cands = contenders(args, pylibs, missing)
-    started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    started, t0 = time.strftime("%Y-%m-%d %H:%M", time.gmtime()), time.monotonic()
     load0 = os.getloadavg()[0]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="colab-sd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -653,7 +670,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    text = markdown(args, results, sources, pylibs, started, (load0, os.getloadavg()[0]), cands)
+    text = markdown(args, results, sources, pylibs, started, (load0, os.getloadavg()[0]), cands,
+                    (time.monotonic() - t0) / 60)
     print(text)
     if not args.no_write:
         write_results(Path(args.results), text)
