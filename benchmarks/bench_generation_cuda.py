@@ -5,7 +5,8 @@
 
 No download: each architecture is built from colab_sd's bundled configs (the real SD1.5 / SDXL shapes) with
 random fp16 weights directly on the GPU, with a small local CLIP tokenizer (the prompt is still padded to 77
-tokens, as with the real one), saved as a diffusers folder and loaded by colab_sd like any model. Both sides then
+tokens, as with the real one), saved as an original-layout single file like a CivitAI checkpoint (or, with
+--format diffusers, a diffusers folder) and loaded by colab_sd like any model. Both sides then
 run the very same pipeline object, scheduler (DPM++ 2M Karras), prompt, size, steps and seed; each call is timed
 end to end (text encoding, denoising, VAE decode; colab_sd's side also writes the PNG), with
 torch.cuda.synchronize() around it, calls alternating. it/s = steps / median call time. Random weights make
@@ -53,8 +54,10 @@ def need_cuda():
     return torch
 
 
-def build_folder(arch: str, folder: Path, torch, device: str = "cuda") -> Path:
-    """A diffusers folder with the real architecture, random fp16 weights, and a small local tokenizer."""
+def build_model(arch: str, folder: Path, torch, device: str = "cuda", fmt: str = "single") -> Path:
+    """The real architecture with random fp16 weights and a small local tokenizer, saved as an original-layout
+    single file (`fmt="single"`, like a CivitAI checkpoint; `folder` then holds its config folder) or as a
+    diffusers folder. Returns what to pass as model=."""
     import diffusers
     import transformers
 
@@ -92,15 +95,27 @@ def build_folder(arch: str, folder: Path, torch, device: str = "cuda") -> Path:
     from colab_sd.generation.loader import quiet_loading
 
     pipe = pipe_cls(**modules, **extra)
-    with quiet_loading():
-        pipe.save_pretrained(folder, safe_serialization=True)
     params = sum(p.numel() for m in pipe.components.values() if isinstance(m, torch.nn.Module) for p in m.parameters())
+    if fmt == "single":
+        from safetensors.torch import save_file
+
+        # What colab_sd finds in its config cache for this family: the bundled configs + the local tokenizer.
+        target = folder.parent / f"{arch}.safetensors"
+        state = {k: v.detach().to("cpu", torch.float16).contiguous()
+                 for k, v in tiny_models.to_original(pipe, family).items()}
+        save_file(state, str(target))
+        del state
+    else:
+        target = folder
+        with quiet_loading():
+            pipe.save_pretrained(folder, safe_serialization=True)
     del pipe, modules
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    print(f"{arch}: built {params / 1e9:.2f}B parameters in {built:.1f}s, saved in "
+    print(f"{arch}: built {params / 1e9:.2f}B parameters in {built:.1f}s, saved as "
+          f"{'one original-layout file' if fmt == 'single' else 'a diffusers folder'} in "
           f"{time.perf_counter() - started - built:.1f}s", file=sys.stderr, flush=True)
-    return folder
+    return target
 
 
 def _sync(torch) -> None:
@@ -108,14 +123,14 @@ def _sync(torch) -> None:
         torch.cuda.synchronize()
 
 
-def bench_arch(arch: str, folder: Path, sizes: list[int], args, out_dir: Path, torch) -> list[dict]:
+def bench_arch(arch: str, model: Path, sizes: list[int], args, out_dir: Path, torch) -> list[dict]:
     import colab_sd
     from colab_sd.generation import load_count
     from colab_sd.generation.cache import CACHE
 
     rows = []
     for size in sizes:
-        fields = dict(model=str(folder), prompt="a photo of a cat, high quality", negative_prompt="blurry",
+        fields = dict(model=str(model), prompt="a photo of a cat, high quality", negative_prompt="blurry",
                       steps=args.steps, width=size, height=size, seed=1234, sampler="DPM++ 2M", schedule="Karras",
                       device=args.device, outputs_dir=str(out_dir))
         loads = load_count()
@@ -174,6 +189,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per side and size (median shown)")
     p.add_argument("--sizes", default="512,1024", help="image sides, comma-separated (default 512,1024)")
     p.add_argument("--archs", default="sd15,sdxl", help="sd15, sdxl or both (default both)")
+    p.add_argument("--format", choices=("single", "diffusers"), default="single",
+                   help="save the models as original-layout single files, as CivitAI ships them and loaded through "
+                        "colab_sd's config cache (default), or as diffusers folders")
     p.add_argument("--workdir", help="where the model folders go (default: a temp folder, removed at the end)")
     p.add_argument("--results", default=str(RESULTS), help="markdown file to update (default benchmarks/RESULTS.md)")
     p.add_argument("--no-write", action="store_true", help="print only")
@@ -197,12 +215,16 @@ def main(argv=None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="colab_sd_cuda_bench_"))
     rows = []
     try:
+        os.environ["COLAB_SD_CONFIGS"] = str(work / "configs")  # single files: family → this run's config folder
         for arch in archs:
-            folder = build_folder(arch, work / arch, torch, args.device)
-            rows += bench_arch(arch, folder, sizes, args, work / "outputs", torch)
+            folder = work / "configs" / ARCHS[arch]
+            model = build_model(arch, folder, torch, args.device, args.format)
+            rows += bench_arch(arch, model, sizes, args, work / "outputs", torch)
             from colab_sd.generation import release
 
             release()
+            if model.is_file():
+                model.unlink()
             shutil.rmtree(folder, ignore_errors=True)
     finally:
         if not args.workdir:
@@ -210,7 +232,9 @@ def main(argv=None) -> int:
     card = torch.cuda.get_device_name(0) if args.device != "cpu" else "CPU (script check only)"
     lines = ["### Generation on CUDA: colab_sd.generate vs the same diffusers pipeline", "",
              f"{card}, torch {torch.__version__} (CUDA {torch.version.cuda}), diffusers {diffusers.__version__}; "
-             f"real SD1.5 / SDXL architectures with random fp16 weights, DPM++ 2M Karras, {args.steps} steps, "
+             f"real SD1.5 / SDXL architectures with random fp16 weights, loaded by colab_sd from "
+             f"{'original-layout single files' if args.format == 'single' else 'diffusers folders'}, "
+             f"DPM++ 2M Karras, {args.steps} steps, "
              f"CFG 7, batch 1, median of {args.repeats} end-to-end calls (text encoding + denoising + VAE decode).",
              "", "| model | size | diffusers it/s | colab_sd it/s | colab_sd / diffusers | diffusers s/image | "
                  "colab_sd s/image | peak VRAM GiB | first call s (loads) |",
