@@ -597,3 +597,15 @@ def test_low_vram_on_cpu_tiles_the_vae_and_gives_the_same_picture_size():
     assert result.images[0].size == (64, 64)
     run(model="tiny-sd1", prompt="a cat")
     assert not CACHE.entry.pipe.vae.use_tiling
+
+
+def test_a_unet_only_checkpoint_fails_to_load_in_one_line(library, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(library / "checkpoint" / "tiny-sd1.safetensors"))
+    path = tmp_path / "unet-only.safetensors"
+    save_file({k: v for k, v in state.items() if k.startswith("model.diffusion_model.")}, str(path))
+    with pytest.raises(GenerationError) as err:
+        run(model=str(path), prompt="a cat")
+    assert "could not load unet-only as an SD1 model" in str(err.value) and "\n" not in str(err.value)
+    run(model="tiny-sd1", prompt="a cat")  # the next model loads normally

@@ -34,8 +34,10 @@ def adapter_name(addon: Addon) -> str:
 class Entry:
     """A loaded pipeline and the add-ons applied to it."""
 
-    def __init__(self, ref: ModelRef, device: str, dtype, pipe, config_source: Optional[Path]):
+    def __init__(self, ref: ModelRef, device: str, dtype, pipe, config_source: Optional[Path],
+                 config: Optional[str] = None):
         self.ref, self.device, self.dtype, self.pipe = ref, device, dtype, pipe
+        self.config = config
         self.config_source = config_source
         self.base_vae = pipe.vae
         self.vae_path: Optional[Path] = None
@@ -46,7 +48,7 @@ class Entry:
 
     @property
     def key(self) -> tuple:
-        return (self.ref.key, self.device, str(self.dtype))
+        return (self.ref.key, self.device, str(self.dtype), self.config)
 
     @property
     def scheduler_config(self) -> dict:
@@ -233,7 +235,7 @@ class PipelineCache:
     def get(self, ref: ModelRef, device: str, dtype, config: Optional[str], emit: Callable) -> tuple[Entry, bool]:
         """(entry, loaded_now) for the model; loads it (after releasing any other) when it is not the current one."""
         with self.lock:
-            key = (ref.key, device, str(dtype))
+            key = (ref.key, device, str(dtype), config)
             if self.entry is not None and self.entry.key == key:
                 return self.entry, False
             if self.entry is not None:
@@ -245,7 +247,7 @@ class PipelineCache:
             started = time.monotonic()
             pipe, source = load_pipeline(ref, dtype, config)
             self.loads += 1
-            self.entry = Entry(ref, device, dtype, pipe, source)
+            self.entry = Entry(ref, device, dtype, pipe, source, config)
             emit(Info(f"loaded {ref.name} in {time.monotonic() - started:.1f}s", job=ref.name))
             return self.entry, True
 

@@ -14,7 +14,7 @@ from ..errors import GenerationError, InputError
 from ..events import Completed, Info, StepProgress, guard
 from . import metadata
 from .cache import CACHE, free_memory
-from .loader import clip_skip_compat, pick_device, pick_dtype
+from .loader import clip_skip_compat, is_oom, pick_device, pick_dtype
 from .models import FAMILY_LABEL, embedding_names, resolve_addon, resolve_model
 from .prompt import LoraSpec, extract_loras, merge_loras, words
 from .request import GenerationRequest
@@ -72,15 +72,6 @@ class _Steps:
             pipe._interrupt = True
             self.cancelled = True
         return tensors
-
-
-def _is_oom(err: BaseException) -> bool:
-    import torch
-
-    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(err).lower()
-    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def _load_init_image(value, width: Optional[int], height: Optional[int]):
@@ -151,8 +142,17 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
     cancelled = False
     in_pipeline = 0.0  # seconds inside diffusers' pipeline calls (the rest is colab_sd's own work)
     with CACHE.lock:
-        entry, loaded = CACHE.get(ref, device, dtype, req.config, emit)
-        entry.place(req.low_vram, req.vae_tiling)
+        try:
+            entry, loaded = CACHE.get(ref, device, dtype, req.config, emit)
+            entry.place(req.low_vram, req.vae_tiling)
+        except Exception as err:
+            if not is_oom(err):
+                raise
+            CACHE.release()
+            raise GenerationError(
+                f"out of {'GPU ' if device.startswith('cuda') else ''}memory loading {ref.name} "
+                f"({FAMILY_LABEL[ref.family]}): use low_vram=True (model CPU offload), or a GPU runtime with more "
+                f"memory") from None
         entry.apply_vae(vae_addon)
         entry.apply_loras(lora_addons, emit)
         used_embeddings = entry.apply_embeddings(embedding_addons, emit, set(req.embeddings))
@@ -179,7 +179,7 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
                     output = pipe(**call)
                 in_pipeline += time.perf_counter() - call_started
             except Exception as err:
-                if _is_oom(err):
+                if is_oom(err):
                     output = None
                     free_memory()
                     raise GenerationError(

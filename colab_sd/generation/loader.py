@@ -25,6 +25,16 @@ def dtype_kwarg(diffusers_version: Optional[str] = None) -> str:
     return "dtype" if Version(Version(diffusers_version).base_version) >= Version("0.40.0") else "torch_dtype"
 
 
+def is_oom(err: BaseException) -> bool:
+    """CUDA or host out-of-memory, whichever way torch reports it."""
+    import torch
+
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 def pick_device(requested: Optional[str] = None) -> str:
     import torch
 
@@ -115,10 +125,13 @@ def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None):
                 pipe = cls.from_pretrained(source, local_files_only=True, variant=variant, **kw, **extra)
     except (GenerationError, InputError):
         raise
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except Exception as err:
+        if is_oom(err):
+            raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise GenerationError(f"could not load {ref.name} as an {ref.family.upper()} model ({first[:200]}): "
-                              f"the file may be incomplete or not a {ref.family.upper()} checkpoint") from err
+                              f"the file may be incomplete, UNet-only or not a {ref.family.upper()} "
+                              f"checkpoint") from err
     _set_prediction(pipe, ref)
     pipe.set_progress_bar_config(disable=True)
     return pipe, Path(source) if os.path.isdir(source) else None
