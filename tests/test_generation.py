@@ -211,6 +211,14 @@ def test_lora_changes_the_output_and_its_weight_matters():
     assert parse_parameters(as_option.parameters[0])["prompt"] == "a cat <lora:tiny-kohya:0.5>"
 
 
+def test_lycoris_locon_applies_to_the_resnet_convolutions():
+    base = run(model="tiny-sd1", prompt="a cat")
+    locon = run(model="tiny-sd1", prompt="a cat <lora:tiny-locon:1>")
+    assert differs(base, locon) > 0.5
+    conv = CACHE.entry.pipe.unet.down_blocks[0].resnets[0].conv1
+    assert "tiny_locon" in conv.lora_A  # the 3x3 convolutions carry the adapter, not only attention
+
+
 def test_peft_lora_on_sd1_and_sdxl():
     for model, lora in (("tiny-sd1", "tiny-peft"), ("tiny-sdxl", "tiny-sdxl-peft")):
         base = run(model=model, prompt="a cat")
@@ -433,7 +441,7 @@ def test_cancel_stops_after_the_current_step():
     (dict(strength=1.5), r"strength must be between 0 and 1"),
     (dict(prompt="a <lora:tiny-kohya:lots>"), r"LoRA weight .* is not a number"),
     (dict(prompt="a <hypernet:x:1>"), r"hypernetworks are not supported"),
-    (dict(loras=["nope:0.5"]), r"lora 'nope' not found in .*lora \(available: tiny-kohya, tiny-peft"),
+    (dict(loras=["nope:0.5"]), r"lora 'nope' not found in .*lora \(available: tiny-kohya, tiny-locon, tiny-peft"),
     (dict(vae="nope"), r"vae 'nope' not found"),
     (dict(model=""), r"no model chosen"),
     (dict(init_image="/no/such/image.png"), r"init image not found"),

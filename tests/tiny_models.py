@@ -360,14 +360,22 @@ def _lora_targets(pipe) -> list[tuple[str, str, torch.nn.Linear]]:
 
 
 def save_kohya_lora(pipe, path: os.PathLike | str, rank: int = 4, alpha: float = 2.0, seed: int = 7,
-                    scale: float = 0.5) -> Path:
+                    scale: float = 0.5, conv: bool = False) -> Path:
     """A LoRA in kohya-ss / A1111 format (lora_unet_… / lora_te_… with lora_down, lora_up, alpha).
 
     SD1 names follow diffusers module paths (as sd-scripts writes them); SDXL UNet names would use the
     original block names, which diffusers converts too, but the SD1 form is the one tested here.
+    `conv=True` adds the ResNet 3x3 convolutions: a LyCORIS LoCon.
     """
     g = torch.Generator().manual_seed(seed)
     sd = {}
+    if conv:
+        for name, module in pipe.unet.named_modules():
+            if isinstance(module, torch.nn.Conv2d) and ".resnets." in name and name.endswith(("conv1", "conv2")):
+                base = "lora_unet_" + name.replace(".", "_")
+                sd[f"{base}.lora_down.weight"] = torch.randn(rank, module.in_channels, 3, 3, generator=g) * scale
+                sd[f"{base}.lora_up.weight"] = torch.randn(module.out_channels, rank, 1, 1, generator=g) * scale
+                sd[f"{base}.alpha"] = torch.tensor(alpha)
     te_prefix = {"text_encoder": "lora_te1" if getattr(pipe, "text_encoder_2", None) is not None else "lora_te",
                  "text_encoder_2": "lora_te2"}
     for component, name, module in _lora_targets(pipe):
@@ -375,7 +383,8 @@ def save_kohya_lora(pipe, path: os.PathLike | str, rank: int = 4, alpha: float =
         sd[f"{base}.lora_down.weight"] = torch.randn(rank, module.in_features, generator=g) * scale
         sd[f"{base}.lora_up.weight"] = torch.randn(module.out_features, rank, generator=g) * scale
         sd[f"{base}.alpha"] = torch.tensor(alpha)
-    return _save_lora(sd, path, {"ss_network_module": "networks.lora", "ss_network_dim": str(rank),
+    module = "lycoris.kohya" if conv else "networks.lora"
+    return _save_lora(sd, path, {"ss_network_module": module, "ss_network_dim": str(rank),
                                  "ss_network_alpha": str(alpha)})
 
 
@@ -440,7 +449,8 @@ def build_library(root: os.PathLike | str) -> Path:
         checkpoint/tiny-sd1.safetensors        checkpoint/tiny-sdxl.safetensors   (original layout, fp16)
         checkpoint/tiny-sd1-diffusers/         checkpoint/tiny-sdxl-diffusers/    (diffusers folders)
         checkpoint/tiny-sd2-768-v.safetensors  (an SD2 v-prediction single file)
-        lora/tiny-kohya.safetensors  lora/tiny-peft.safetensors  lora/tiny-sdxl-peft.safetensors
+        lora/tiny-kohya.safetensors  lora/tiny-locon.safetensors (LyCORIS LoCon)
+        lora/tiny-peft.safetensors  lora/tiny-sdxl-peft.safetensors
         embedding/tiny-emb.safetensors  embedding/tiny-sdxl-emb.safetensors
         vae/tiny-vae.safetensors  vae/tiny-sdxl-vae.safetensors
         _configs/sd1/  _configs/sd2/  _configs/sdxl/   (config folders for the tiny architectures, no weights)
@@ -457,6 +467,7 @@ def build_library(root: os.PathLike | str) -> Path:
     save_single_file(sd2, "sd2", root / "checkpoint" / "tiny-sd2-768-v.safetensors")
     save_config_folder(sd2, root / "_configs" / "sd2")
     save_kohya_lora(sd1, root / "lora" / "tiny-kohya.safetensors")
+    save_kohya_lora(sd1, root / "lora" / "tiny-locon.safetensors", seed=9, conv=True)
     save_peft_lora(sd1, root / "lora" / "tiny-peft.safetensors")
     save_peft_lora(sdxl, root / "lora" / "tiny-sdxl-peft.safetensors")
     save_embedding(root / "embedding" / "tiny-emb.safetensors", "sd1")

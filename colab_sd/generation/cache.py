@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -135,7 +136,9 @@ class Entry:
     def _load_lora(self, addon: Addon, name: str, emit: Callable) -> None:
         started = time.monotonic()
         try:
-            with quiet_loading():
+            with quiet_loading(), warnings.catch_warnings():
+                # peft warns on every second adapter ("Already found a peft_config"): expected, we keep several.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                 self.pipe.load_lora_weights(str(addon.path), adapter_name=name)
         except Exception as err:
             try:  # a half-applied adapter would leak into the next image
