@@ -244,9 +244,9 @@ class PipelineCache:
             if self.entry is not None:
                 emit(Info(f"releasing {self.entry.ref.name} before loading {ref.name}", job=ref.name))
                 self.release()
-            emit(Info(f"loading {ref.name} ({FAMILY_LABEL[ref.family]}, "
-                      f"{'single file' if ref.format == 'single_file' else 'diffusers folder'}) on {device}",
-                      job=ref.name))
+            how = "single file" if ref.format == "single_file" else "diffusers folder"
+            pred = f", {ref.reasons[-1]}" if ref.prediction != "epsilon" and ref.reasons else ""
+            emit(Info(f"loading {ref.name} ({FAMILY_LABEL[ref.family]}, {how}{pred}) on {device}", job=ref.name))
             started = time.monotonic()
             pipe, source = load_pipeline(ref, dtype, config)
             self.loads += 1
