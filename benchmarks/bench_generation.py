@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     header = (f"CPU ({cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads), "
               f"tiny random models, {args.size}x{args.size}, {args.steps} steps, DPM++ 2M Karras, "
               f"median of {args.repeats}")
-    lines = [f"### Generation overhead: colab_sd.generate vs the same diffusers pipeline called directly", "",
+    lines = ["### Generation overhead: colab_sd.generate vs the same diffusers pipeline called directly", "",
              header, "",
              "| model | diffusers direct (s) | colab_sd.generate (s) | ratio of medians | median paired ratio | "
              "colab_sd's own work per call | in-call ratio | first call (s, loads) | loads on later calls | "

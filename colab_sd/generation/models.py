@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import probe as _probe
-from ..errors import GenerationError, InputError, NotFoundError
+from ..errors import InputError, NotFoundError
 from ..library import MODEL_EXTENSIONS, find_model, list_models, models_root, read_sidecar
 
 log = logging.getLogger("colab_sd.generation")
