@@ -94,13 +94,6 @@ def _load_init_image(value, width: Optional[int], height: Optional[int]):
     return image
 
 
-def _hf_token() -> Optional[str]:
-    from ..tokens import lookup
-
-    token = lookup("huggingface")
-    return token.secret.reveal() if token else None
-
-
 def generate(request: Optional[GenerationRequest] = None, **fields) -> GenerationResult:
     """Generate images for a request (or for keyword fields); see `GenerationRequest` for every field.
 
@@ -117,10 +110,7 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
     negative, negative_loras = extract_loras(req.negative_prompt)
     loras = merge_loras(req.loras, prompt_loras, negative_loras)
     sampler, schedule = resolve_sampler(req.sampler, req.schedule)
-    hf_token = None
-    if isinstance(req.model, str) and not os.path.exists(os.path.expanduser(req.model)) and "/" in req.model:
-        hf_token = _hf_token()
-    ref = resolve_model(req.model, req.models_dir, prediction=req.prediction, hf_token=hf_token)
+    ref = resolve_model(req.model, req.models_dir, prediction=req.prediction)
     lora_addons = [(resolve_addon("lora", spec.name, req.models_dir), spec.weight) for spec in loras]
     vae_addon = resolve_addon("vae", req.vae, req.models_dir) if req.vae else None
     known = embedding_names(req.models_dir)
@@ -173,22 +163,24 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
                 call.update(image=init_image, strength=req.strength)
             else:
                 call.update(width=width, height=height)
+            out_of_memory = False
             try:
                 call_started = time.perf_counter()
                 with torch.inference_mode(), clip_skip_compat(pipe, req.clip_skip > 1):
                     output = pipe(**call)
                 in_pipeline += time.perf_counter() - call_started
             except Exception as err:
-                if is_oom(err):
-                    output = None
-                    free_memory()
-                    raise GenerationError(
-                        f"out of {'GPU ' if device.startswith('cuda') else ''}memory at {width}x{height}, batch size "
-                        f"{req.batch_size}: try a smaller size or batch size, or low_vram=True (CPU offload + VAE "
-                        f"tiling)") from None
-                raise
+                if not is_oom(err):
+                    raise
+                out_of_memory = True  # handled below, once the traceback (and the tensors it holds) is gone
             finally:
                 pipe._interrupt = False
+            if out_of_memory:
+                free_memory()
+                raise GenerationError(
+                    f"out of {'GPU ' if device.startswith('cuda') else ''}memory at {width}x{height}, batch size "
+                    f"{req.batch_size}: try a smaller size or batch size, or low_vram=True (CPU offload + VAE "
+                    f"tiling)")
             if steps.cancelled:
                 cancelled = True
                 emit(Info("cancelled: the unfinished images were not saved", job=ref.name))

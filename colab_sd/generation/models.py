@@ -117,6 +117,11 @@ def _hub_snapshot(repo_id: str, token: Optional[str]) -> Path:
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     endpoint = os.environ.get("HF_ENDPOINT") or None  # a mirror set after huggingface_hub was imported
+    if token is None:  # asked only now that the model is known to be a Hub repo (a Colab secret may prompt)
+        from ..tokens import lookup
+
+        found = lookup("huggingface")
+        token = found.secret.reveal() if found else None
     try:
         try:
             info = HfApi(endpoint=endpoint).model_info(repo_id, token=token)
