@@ -51,6 +51,13 @@ def files():
 
 
 @pytest.fixture(scope="module")
+def civitai_accounts():
+    """A local stand-in for CivitAI's host (its own, since the sources treat CIVITAI_ENDPOINT's host as CivitAI)."""
+    with TestServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
 def tiny():
     """The tiny real models (an SD1 single-file checkpoint and the configs of its tiny architecture)."""
     import tiny_models
@@ -59,7 +66,7 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, tiny):
+def lab(tmp_path_factory, tiny, civitai_accounts):
     """`colab-sd app` serving the Colab notebook; its kernel's cell installs this checkout."""
     work = tmp_path_factory.mktemp("lab")
     shutil.copy(ROOT / "notebooks" / "colab_sd.ipynb", work / "colab_sd.ipynb")  # `colab-sd app` keeps it
@@ -68,7 +75,8 @@ def lab(tmp_path_factory, tiny):
                JUPYTERLAB_SETTINGS_DIR=str(work / ".lab-settings"), JUPYTERLAB_WORKSPACES_DIR=str(work / ".lab-ws"),
                NO_PROXY="127.0.0.1,localhost",
                # The tiny architectures are not the real ones: their configs come from the test library, never the Hub.
-               COLAB_SD_CONFIGS=str(tiny / "_configs"), HF_HUB_OFFLINE="1")
+               COLAB_SD_CONFIGS=str(tiny / "_configs"), HF_HUB_OFFLINE="1",
+               CIVITAI_ENDPOINT=civitai_accounts.url(""))  # the Tokens panel's check asks a local "CivitAI"
     for name in ("COLAB_SD_HOME", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         env.pop(name, None)
     log = open(work / "app.log", "w")
@@ -157,12 +165,12 @@ def bar_width(bar) -> float:
         " b.parentElement.getBoundingClientRect().width; return 100 * b.getBoundingClientRect().width / outer; }"))
 
 
-def test_notebook_download_cancel_resume_library_generate(lab, files, page, tiny):
+def test_notebook_download_cancel_resume_library_generate(lab, files, civitai_accounts, page, tiny):
     with evidence_on_failure(page, "loop"):
-        run_the_loop(lab, files, page, tiny)
+        run_the_loop(lab, files, civitai_accounts, page, tiny)
 
 
-def run_the_loop(lab, files, page, tiny):
+def run_the_loop(lab, files, civitai_accounts, page, tiny):
     small = os.urandom(40 * 64 * 1024)  # 2.5 MB, streamed slowly so the bar is seen moving
     big = os.urandom(120 * 64 * 1024)
     files.route("/models/style_lora.safetensors", slow_route(small, pause=0.06))
@@ -246,7 +254,31 @@ def run_the_loop(lab, files, page, tiny):
     text = out.inner_text()
     assert "Seed: 42" in text and "a photo of a red house" in text and "saved: " in text
 
+    # Tokens: paste, Check, see whose it is; the field empties and the saved notebook holds no token.
+    token = "fake-civitai-token-0123456789"
+    civitai_accounts.route("/api/v1/me", Route(handler=lambda h: _whoami(h, token)))
     out.locator(".lm-TabBar-tab", has_text="Tokens").first.scroll_into_view_if_needed()
     open_tab(page, "Tokens")
-    out.get_by_text("CivitAI token:").wait_for()
+    field = out.locator(".widget-text:visible", has_text="CivitAI").locator("input[type=password]")
+    field.fill(token)
+    out.locator("button:visible", has_text="Check").first.click()
+    out.get_by_text("✓ valid: belongs to browser-user").wait_for()
+    assert field.input_value() == "" and "entered in this panel" in out.inner_text()
     shot(page, "07-tokens")
+    page.keyboard.press("Control+s")
+    page.locator(".jp-mod-dirty").first.wait_for(state="detached", timeout=10_000)
+    saved = (lab["work"] / "colab_sd.ipynb").read_text()
+    assert token not in saved
+
+
+def _whoami(h, token: str) -> None:
+    """CivitAI's current-user endpoint, as the Tokens panel's check calls it."""
+    import json
+
+    ok = h.headers.get("Authorization") == f"Bearer {token}"
+    body = json.dumps({"username": "browser-user"} if ok else {"error": "Unauthorized"}).encode()
+    h.send_response(200 if ok else 401)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
