@@ -77,6 +77,7 @@ def differs(a, b) -> float:
     ("tiny-sdxl.safetensors", "sdxl", "single_file"),
     ("tiny-sdxl-diffusers", "sdxl", "diffusers"),
     ("tiny-sd2-768-v", "sd2", "single_file"),
+    ("tiny-sd1-pickle.ckpt", "sd1", "single_file"),
 ])
 def test_family_detection_and_generation_for_each_input_kind(model, family, fmt):
     result = run(model=model, prompt="a photo of a cat")
@@ -247,6 +248,28 @@ def test_embedding_by_file_name_in_the_prompt():
     assert differs(xl_plain, xl) > 0.5
     assert "tiny-sdxl-emb" in CACHE.entry.pipe.tokenizer_2.get_vocab()
     assert any("tiny-emb is for SD1.x" in e.message for e in notes.of(Info))
+
+
+def test_a1111_pt_embedding():
+    plain = run(model="tiny-sd1", prompt="a cat, blurry")
+    embedded = run(model="tiny-sd1", prompt="a cat, blurry", negative_prompt="tiny-a1111-emb")
+    assert differs(plain, embedded) > 0.5
+    assert "tiny-a1111-emb" in parse_hash_list(parse_parameters(embedded.parameters[0])["TI hashes"])
+
+
+def test_a_pickle_that_runs_code_is_not_loaded(tmp_path):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.ckpt"
+    state = {"state_dict": {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1)}, "x": Payload()}
+    with open(path, "wb") as fh:
+        pickle.dump(state, fh, protocol=2)
+    with pytest.raises(InputError, match="would run code when loaded.*get a .safetensors version"):
+        run(model=str(path), prompt="a cat")
 
 
 def test_vae_override_applies_with_the_family_config():

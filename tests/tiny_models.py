@@ -421,7 +421,10 @@ def save_embedding(path: os.PathLike | str, family: str = "sd1", vectors: int = 
         sd = {"emb_params": torch.randn(vectors, 768, generator=g)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(path))
+    if path.suffix == ".pt":  # A1111's own format: {"string_to_param": {"*": vectors}, "name": …}
+        torch.save({"string_to_param": {"*": sd["emb_params"]}, "name": path.stem, "step": 1000}, path)
+    else:
+        save_file(sd, str(path))
     return path
 
 
@@ -449,9 +452,10 @@ def build_library(root: os.PathLike | str) -> Path:
         checkpoint/tiny-sd1.safetensors        checkpoint/tiny-sdxl.safetensors   (original layout, fp16)
         checkpoint/tiny-sd1-diffusers/         checkpoint/tiny-sdxl-diffusers/    (diffusers folders)
         checkpoint/tiny-sd2-768-v.safetensors  (an SD2 v-prediction single file)
+        checkpoint/tiny-sd1-pickle.ckpt        (the SD1 one as a torch pickle, {"state_dict": …})
         lora/tiny-kohya.safetensors  lora/tiny-locon.safetensors (LyCORIS LoCon)
         lora/tiny-peft.safetensors  lora/tiny-sdxl-peft.safetensors
-        embedding/tiny-emb.safetensors  embedding/tiny-sdxl-emb.safetensors
+        embedding/tiny-emb.safetensors  embedding/tiny-a1111-emb.pt  embedding/tiny-sdxl-emb.safetensors
         vae/tiny-vae.safetensors  vae/tiny-sdxl-vae.safetensors
         _configs/sd1/  _configs/sd2/  _configs/sdxl/   (config folders for the tiny architectures, no weights)
     """
@@ -460,6 +464,7 @@ def build_library(root: os.PathLike | str) -> Path:
     save_single_file(sd1, "sd1", root / "checkpoint" / "tiny-sd1.safetensors")
     save_single_file(sdxl, "sdxl", root / "checkpoint" / "tiny-sdxl.safetensors")
     save_diffusers(sd1, root / "checkpoint" / "tiny-sd1-diffusers")
+    save_single_file(sd1, "sd1", root / "checkpoint" / "tiny-sd1-pickle.ckpt")
     save_diffusers(sdxl, root / "checkpoint" / "tiny-sdxl-diffusers")
     save_config_folder(sd1, root / "_configs" / "sd1")
     save_config_folder(sdxl, root / "_configs" / "sdxl")
@@ -471,6 +476,7 @@ def build_library(root: os.PathLike | str) -> Path:
     save_peft_lora(sd1, root / "lora" / "tiny-peft.safetensors")
     save_peft_lora(sdxl, root / "lora" / "tiny-sdxl-peft.safetensors")
     save_embedding(root / "embedding" / "tiny-emb.safetensors", "sd1")
+    save_embedding(root / "embedding" / "tiny-a1111-emb.pt", "sd1", seed=5)
     save_embedding(root / "embedding" / "tiny-sdxl-emb.safetensors", "sdxl")
     save_vae_single_file(root / "vae" / "tiny-vae.safetensors")
     save_vae_single_file(root / "vae" / "tiny-sdxl-vae.safetensors", scaling_factor=0.13025)

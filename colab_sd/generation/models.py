@@ -159,6 +159,13 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
     path = locate(model, models_dir, hf_token=hf_token)
     found = _probe.inspect(path)
     label = path.name
+    # The probe walks pickles without loading them and warns when one would import more than tensors need.
+    unsafe = [str(r) for r in found.reasons if str(r).startswith("warning:") and "pickle" in str(r)
+              and (" import " in str(r) or " calls " in str(r))]
+    if unsafe:
+        named = re.search(r"(?:import|calls) (.+?)(?:, which| when|;|$)", unsafe[0])
+        raise InputError(f"{label} would run code when loaded (it imports {named.group(1) if named else 'code'}): "
+                         f"colab_sd does not load it; get a .safetensors version of this model")
     if found.kind not in ("checkpoint", None) or (found.kind is None and found.family is None):
         what = found.summary
         raise InputError(f"{label} is not a checkpoint (it looks like {what}): choose a model from checkpoint/")
