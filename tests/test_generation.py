@@ -363,6 +363,8 @@ def test_img2img_uses_the_init_image_and_strength(tmp_path):
     init = np.asarray(Image.open(init_path), dtype=np.int16)
     assert np.abs(pixels(light) - init).mean() < np.abs(pixels(heavy) - init).mean()
     assert parse_parameters(light.parameters[0])["Denoising strength"] == "0.3"
+    xl = run(model="tiny-sdxl", prompt="a cat", init_image=Image.open(init_path), strength=0.5, width=64, height=64)
+    assert xl.images[0].size == (64, 64) and xl.family == "sdxl"
 
 
 # ---------------------------------------------------------------------------------------------- events, metadata
