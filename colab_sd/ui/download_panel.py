@@ -97,7 +97,7 @@ class DownloadRow:
         started = self.state == "running"
         self.state = "cancelled"
         self.bar.bar_style = "warning"
-        kept = f" ({fmt.size(self.downloaded)} kept)" if self.downloaded else ""
+        kept = f" ({fmt.size(self.downloaded)})" if self.downloaded else ""
         text = (f"cancelled: the partial file is kept{kept}; click Download again to resume" if started
                 else "cancelled before it started")
         self.status.value = message(text, "warn")
