@@ -103,3 +103,45 @@ def test_offline_without_tokenizer_files_says_what_to_do(tmp_path, monkeypatch):
 def test_unknown_family_has_no_bundle():
     with pytest.raises(GenerationError, match="no bundled config for the flux family"):
         configs.config_folder("flux")
+
+
+@pytest.mark.parametrize("family,diffusers_type", [("sd1", "v1"), ("sd2", "v2"), ("sdxl", "xl_base")])
+def test_full_size_original_layout_round_trips_through_diffusers_converters(family, diffusers_type):
+    """At the real sizes (meta tensors: shapes, no memory): the bundled configs' models written in the original
+    layout are what diffusers' single-file converters read back, and what the probe and diffusers both call
+    this family. This ties the tiny tests' single files to real CivitAI checkpoints."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders import single_file_utils as sfu
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from colab_sd import probe
+
+    folder = configs.BUNDLED / family
+    with init_empty_weights():
+        unet_config = UNet2DConditionModel.load_config(folder / "unet")
+        vae_config = AutoencoderKL.load_config(folder / "vae")
+        pipe = type("Parts", (), {})()
+        pipe.unet = UNet2DConditionModel.from_config(unet_config)
+        pipe.vae = AutoencoderKL.from_config(vae_config)
+        pipe.text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))
+        pipe.text_encoder_2 = (CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2"))
+                               if family == "sdxl" else None)
+    original = tiny_models.to_original(pipe, family)
+
+    def shapes(state):
+        return {k.removeprefix("text_model."): tuple(v.shape) for k, v in state.items() if not k.endswith("position_ids")}
+
+    assert shapes(sfu.convert_ldm_unet_checkpoint(original, unet_config)) == shapes(pipe.unet.state_dict())
+    assert shapes(sfu.convert_ldm_vae_checkpoint(original, vae_config)) == shapes(pipe.vae.state_dict())
+    if family == "sd2":
+        text = sfu.convert_open_clip_checkpoint(pipe.text_encoder, original, prefix="cond_stage_model.model.")
+    else:
+        text = sfu.convert_ldm_clip_checkpoint(original)
+    assert shapes(text) == shapes(pipe.text_encoder.state_dict())
+    if family == "sdxl":
+        text_2 = sfu.convert_open_clip_checkpoint(pipe.text_encoder_2, original, prefix="conditioner.embedders.1.model.")
+        assert shapes(text_2) == shapes(pipe.text_encoder_2.state_dict())
+    assert sfu.infer_diffusers_model_type(original) == diffusers_type
+    found = probe.inspect_keys({k: list(v.shape) for k, v in original.items()})
+    assert (found.kind, found.family) == ("checkpoint", family)
