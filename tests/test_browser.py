@@ -173,7 +173,7 @@ def test_notebook_download_cancel_resume_library_generate(lab, files, civitai_ac
 def run_the_loop(lab, files, civitai_accounts, page, tiny):
     small = os.urandom(40 * 64 * 1024)  # 2.5 MB, streamed slowly so the bar is seen moving
     big = os.urandom(120 * 64 * 1024)
-    files.route("/models/style_lora.safetensors", slow_route(small, pause=0.06))
+    files.route("/models/style_lora.safetensors", slow_route(small, pause=0.08))
     big_route = files.route("/models/big.safetensors", slow_route(big, pause=0.1))
     checkpoint = (tiny / "checkpoint" / "tiny-sd1.safetensors").read_bytes()
     files.route("/models/tiny-sd1.safetensors", Route(body=checkpoint))

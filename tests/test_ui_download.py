@@ -149,3 +149,15 @@ def test_auto_kind_puts_each_file_in_its_folder_and_the_row_says_where(server, m
     assert f"in {models / 'embedding'}" in embedding_row.status.value
     assert [(e.kind, e.name) for e in app.library.entries] == [("lora", "detail_tweaker.safetensors"),
                                                                ("embedding", "easy_negative.safetensors")]
+
+
+def test_library_rescans_when_its_tab_opens(models):
+    app = make_app(models)
+    assert app.library.entries == []
+    (models / "vae").mkdir(exist_ok=True)
+    (models / "vae" / "copied_by_hand.safetensors").write_bytes(b"\0" * 64)
+    app.show("Library")
+    assert [e.name for e in app.library.entries] == ["copied_by_hand.safetensors"]
+    assert "copied_by_hand.safetensors" in app.library.table.value
+    if app.generate is not None:
+        assert "copied_by_hand.safetensors" in app.generate.vae.options

@@ -38,6 +38,12 @@ class App:
                              + message(f"· models in {self.models_dir}"))
         self.widget = widgets.VBox([title, self.tabs])
         self._library_changed(self.library.entries)
+        # Files may also arrive by other ways (Drive, the file browser, `colab-sd download`): rescan on the way in.
+        self.tabs.observe(self._tab_changed, names="selected_index")
+
+    def _tab_changed(self, change) -> None:
+        if change["new"] in (1, 2):  # Library, Generate
+            self.library.refresh()
 
     def _library_changed(self, entries) -> None:
         if self.generate is not None:
