@@ -7,7 +7,6 @@ cancel the download and keep its `.part`.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
