@@ -99,7 +99,7 @@ def _run(args) -> int:
     from ..cli import EXIT_FAILED, fail
 
     if importlib.util.find_spec("jupyterlab") is None:
-        fail("the app needs JupyterLab: pip install 'colab-sd[app]' (or pip install jupyterlab ipywidgets)")
+        fail("the app needs JupyterLab: pip install jupyterlab (or run bash scripts/app.sh, which sets everything up)")
         return EXIT_FAILED
     folder = Path(args.folder).expanduser().resolve()
     models_env = os.environ.get("COLAB_SD_HOME", "").strip()
