@@ -20,7 +20,7 @@ import time
 import pytest
 
 from colab_sd import events as ev
-from colab_sd.errors import IntegrityError
+from colab_sd.errors import DownloadError, IntegrityError
 from colab_sd.remote import RemoteFile
 from colab_sd.transfer import TransferOptions, fetch
 from servers import Route, TestServer
@@ -302,6 +302,18 @@ def test_server_without_range_support_gets_one_stream(server, tmp_path):
     hits = server.hits("/r.safetensors")
     assert len(hits) == 1  # one GET, one stream: no segment requests to a server that ignores Range
     assert not any("connections" in e.message for e in events.of(ev.Info))
+
+
+def test_segmented_part_then_server_stops_honouring_range_starts_over(server, tmp_path):
+    origin = Origin().fault(segment_request, ("drop", 100 * 1024))
+    server.route("/o.safetensors", Route(handler=origin))
+    with pytest.raises(DownloadError, match="kept"):
+        get(server, "/o.safetensors", tmp_path, options=SEG.replace(retries=0))
+    assert listing(tmp_path) == ["o.safetensors.part", "o.safetensors.part.json"]  # preallocated, with its table
+    origin.ranges = False  # e.g. a CDN node without Range support: the holes must not survive into the file
+    result, events = get(server, "/o.safetensors", tmp_path)
+    assert_only(tmp_path, "o.safetensors")
+    assert any("starting o.safetensors over" in e.message for e in events.of(ev.Info))
 
 
 # ---------------------------------------------------------------------------------------------- progress
