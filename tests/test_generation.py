@@ -120,6 +120,23 @@ def test_sd2_single_file_is_v_prediction_and_512_base_is_epsilon(library):
     assert forced.info["prediction"] == "v_prediction"
 
 
+def test_v_prediction_sdxl_single_file_gets_a_zero_snr_v_scheduler(library, tmp_path):
+    """NoobAI-style v-pred SDXL files carry an empty `v_pred` key (and often `ztsnr`)."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(library / "checkpoint" / "tiny-sdxl.safetensors"))
+    state["v_pred"], state["ztsnr"] = torch.tensor([]), torch.tensor([])
+    path = tmp_path / "tiny-sdxl-vpred.safetensors"
+    save_file(state, str(path))
+    collect = Collect()
+    result = run(model=str(path), prompt="a cat", on_event=collect)
+    config = CACHE.entry.pipe.scheduler.config
+    assert result.info["prediction"] == "v_prediction"
+    assert config.prediction_type == "v_prediction" and config.rescale_betas_zero_snr
+    assert np.isfinite(pixels(result)).all() and pixels(result).std() > 0
+    assert any("v-prediction" in e.message for e in collect.of(Info) if e.message.startswith("loading"))
+
+
 def test_sidecar_config_folder_is_used_for_a_single_file(library, tmp_path, monkeypatch):
     """A single file whose family config is not in the cache loads from the folder its sidecar names."""
     monkeypatch.setenv("COLAB_SD_CONFIGS", str(tmp_path / "empty-cache"))
@@ -324,6 +341,13 @@ def test_same_request_same_pixels_and_seed_matters():
     c = run(model="tiny-sdxl", prompt="a cat", sampler="Euler a", seed=99)
     assert np.array_equal(pixels(a), pixels(b))
     assert differs(a, c) > 0.5
+
+
+def test_output_does_not_depend_on_the_sampler_used_before():
+    first = run(model="tiny-sd1", prompt="a cat", sampler="DPM++ 2M")
+    for other in ("DPM++ SDE", "LCM", "DPM++ 2M SDE", "Euler a"):
+        run(model="tiny-sd1", prompt="a cat", sampler=other, schedule="Automatic")
+    assert np.array_equal(pixels(first), pixels(run(model="tiny-sd1", prompt="a cat", sampler="DPM++ 2M")))
 
 
 def test_random_seed_is_resolved_and_reported():

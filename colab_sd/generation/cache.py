@@ -41,6 +41,9 @@ class Entry:
         self.config = config
         self.config_source = config_source
         self.base_vae = pipe.vae
+        # The model's own scheduler settings, kept apart: every call swaps in a new scheduler, and building the
+        # next one on the last one's config would carry one sampler's options into the next call.
+        self.scheduler_config = dict(pipe.scheduler.config)
         self.vae_path: Optional[Path] = None
         self.adapters: dict[str, Path] = {}  # adapter name → file, in least-recently-used order
         self.embeddings: dict[str, Path] = {}  # prompt token → file
@@ -50,10 +53,6 @@ class Entry:
     @property
     def key(self) -> tuple:
         return (self.ref.key, self.device, str(self.dtype), self.config)
-
-    @property
-    def scheduler_config(self) -> dict:
-        return dict(self.pipe.scheduler.config)
 
     def img2img(self):
         """The image-to-image pipeline over the same modules (no copy, no load)."""

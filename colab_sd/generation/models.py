@@ -174,7 +174,7 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
         named = _probe.FAMILY_NAMES.get(family, family) if family else "an unknown model family"
         raise InputError(f"{label} is {named}; colab_sd generates with SD1.x, SD2.x and SDXL checkpoints "
                          f"(Pony, Illustrious and other SDXL fine-tunes included) for now")
-    if found.variant in ("inpaint", "instruct-pix2pix", "playground-v2.5"):
+    if found.variant in ("inpaint", "instruct-pix2pix", "playground-v2.5", "edm-v-prediction"):
         raise InputError(f"{label} is an {FAMILY_LABEL[family]} {found.variant} model; colab_sd generates with "
                          f"plain text-to-image checkpoints for now: choose another model")
     meta = read_sidecar(path) if path.exists() else {}

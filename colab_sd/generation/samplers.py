@@ -6,6 +6,7 @@ scheduler config, so the model's training settings (betas, prediction type) are 
 """
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -32,8 +33,8 @@ _TABLE = (
             _SIGMAS, automatic="Karras"),
     Sampler("DPM++ 2M SDE", "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
             _SIGMAS, automatic="Karras"),
-    Sampler("DPM++ SDE", "DPMSolverSinglestepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
-            _SIGMAS, automatic="Karras"),
+    Sampler("DPM++ SDE", "DPMSolverSinglestepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2,
+                                                          "lower_order_final": True}, _SIGMAS, automatic="Karras"),
     Sampler("Euler a", "EulerAncestralDiscreteScheduler"),
     Sampler("Euler", "EulerDiscreteScheduler", schedules=_SIGMAS),
     Sampler("LMS", "LMSDiscreteScheduler", needs="scipy"),
@@ -106,7 +107,10 @@ def make_scheduler(sampler: Sampler, schedule: str, base_config: dict):
         options["use_karras_sigmas"] = True
     elif schedule == "Exponential":
         options["use_exponential_sigmas"] = True
-    config = {k: v for k, v in base_config.items() if not k.startswith("use_") or k in ("use_flow_sigmas",)}
+    # Only what this scheduler takes: the rest of another scheduler's config would just be warned about.
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    config = {k: v for k, v in base_config.items()
+              if (k in accepted or k.startswith("_")) and (not k.startswith("use_") or k == "use_flow_sigmas")}
     if sampler.scheduler.startswith("DPMSolver") and config.get("prediction_type") == "v_prediction":
         # DPM-Solver's last step is unstable with v-prediction at few steps; finishing with Euler fixes it.
         options.setdefault("euler_at_final", True)
