@@ -189,6 +189,16 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
                     prediction=pred, zero_snr=zero_snr, reasons=tuple(found.reasons) + (why,), meta=meta)
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        import json
+
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _prediction(family: str, found, meta: dict, path: Path, override: Optional[str]) -> tuple[str, bool, str]:
     """Epsilon or v-prediction, and zero terminal SNR, in this order of trust:
 
@@ -204,6 +214,11 @@ def _prediction(family: str, found, meta: dict, path: Path, override: Optional[s
         pred = "epsilon" if side == "epsilon" else "v_prediction"
         return pred, zero_snr, f"prediction type {pred} from the sidecar"
     if found.variant == "v-prediction":
+        if found.format == "diffusers":  # its scheduler config says both
+            zero_snr = zero_snr or bool(_read_json(path / "scheduler" / "scheduler_config.json")
+                                        .get("rescale_betas_zero_snr"))
+            return "v_prediction", zero_snr, "v-prediction from the folder's scheduler config"
+        # v-pred SDXL single files (NoobAI and kin) are trained with zero terminal SNR.
         return "v_prediction", zero_snr or family == "sdxl", "v-prediction from the file (probe)"
     if family == "sd2" and found.format != "diffusers":
         lowered = path.name.lower()
