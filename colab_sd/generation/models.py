@@ -7,6 +7,7 @@ with a message that says so.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -191,8 +192,6 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
 
 def _read_json(path: Path) -> dict:
     try:
-        import json
-
         data = json.loads(path.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
