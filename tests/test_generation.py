@@ -429,6 +429,17 @@ def test_metadata_round_trip_with_sidecar_and_computed_hashes(library):
     assert json.loads((library / "checkpoint" / "tiny-sd1-copy.safetensors.json").read_text())["sha256"] == real
 
 
+def test_long_prompts_and_emphasis_syntax_are_pointed_out():
+    collect = Collect()
+    run(model="tiny-sd1", prompt=" ".join(["a red cat"] * 40) + " (blue:1.3)", on_event=collect)
+    notes = [e.message for e in collect.of(Info)]
+    assert any(n.startswith("the prompt is ") and "reads the first 75" in n for n in notes)
+    assert any("(word:1.2) emphasis" in n for n in notes)
+    quiet = Collect()
+    run(model="tiny-sd1", prompt="a red cat", on_event=quiet)
+    assert not any("tokens" in e.message or "emphasis" in e.message for e in quiet.of(Info))
+
+
 def test_clip_skip_changes_the_output_and_works_with_loras():
     a = run(model="tiny-sd1", prompt="a cat")
     b = run(model="tiny-sd1", prompt="a cat", clip_skip=2)

@@ -16,7 +16,7 @@ from . import metadata
 from .cache import CACHE, free_memory
 from .loader import clip_skip_compat, is_oom, pick_device, pick_dtype
 from .models import FAMILY_LABEL, embedding_names, resolve_addon, resolve_model
-from .prompt import LoraSpec, extract_loras, merge_loras, words
+from .prompt import LoraSpec, extract_loras, has_attention_weights, merge_loras, words
 from .request import GenerationRequest
 from .samplers import make_scheduler, resolve_sampler
 
@@ -146,6 +146,8 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
         entry.apply_vae(vae_addon)
         entry.apply_loras(lora_addons, emit)
         used_embeddings = entry.apply_embeddings(embedding_addons, emit, set(req.embeddings))
+        for note in _prompt_notes(entry.pipe, prompt, negative):
+            emit(Info(note, job=ref.name))
         pipe = entry.img2img() if init_image is not None else entry.pipe
         pipe.scheduler = make_scheduler(sampler, schedule, entry.scheduler_config)
         base_params = _parameters(req, ref, sampler.name, schedule, lora_addons, vae_addon, used_embeddings,
@@ -202,6 +204,25 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
                             cancelled=cancelled, info={"prediction": ref.prediction, "sampler": sampler.name,
                                                        "schedule": schedule, "device": device, "dtype": str(dtype),
                                                        "pipeline_seconds": in_pipeline})
+
+
+def _prompt_notes(pipe, prompt: str, negative: str) -> list[str]:
+    """What the model will not see as the user meant it: text past CLIP's 77 tokens, A1111 emphasis syntax."""
+    notes = []
+    tokenizer = pipe.tokenizer
+    limit = tokenizer.model_max_length - 2  # start and end tokens
+    for label, text in (("prompt", prompt), ("negative prompt", negative)):
+        if not text:
+            continue
+        if hasattr(pipe, "maybe_convert_prompt"):
+            text = pipe.maybe_convert_prompt(text, tokenizer)  # multi-vector embeddings count as their vectors
+        count = len(tokenizer(text, add_special_tokens=False).input_ids)
+        if count > limit:
+            notes.append(f"the {label} is {count} tokens; the model reads the first {limit} (long prompts are "
+                         f"cut, not chunked as in A1111): put what matters first")
+    if has_attention_weights(prompt) or has_attention_weights(negative):
+        notes.append("(word:1.2) emphasis is A1111 syntax; here it is read as plain text")
+    return notes
 
 
 def _prompt_with_tags(prompt: str, loras: list[LoraSpec]) -> str:

@@ -89,3 +89,11 @@ def merge_loras(*groups) -> list[LoraSpec]:
 def words(text: str) -> set[str]:
     """Candidate embedding names in a prompt: word-like runs, with their weight syntax stripped."""
     return set(re.findall(r"[\w][\w.\-]*[\w]|[\w]", text))
+
+
+_WEIGHTED = re.compile(r"\([^()]*:\s*-?\d+(?:\.\d+)?\s*\)")
+
+
+def has_attention_weights(text: str) -> bool:
+    """A1111's `(word:1.2)` emphasis; diffusers reads it as plain text, so the user is told."""
+    return bool(_WEIGHTED.search(text))
