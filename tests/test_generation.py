@@ -368,6 +368,9 @@ def test_batches_get_consecutive_seeds_and_time_sorted_names():
     for path, seed in zip(result.paths, result.seeds):
         assert path.stem.split("-")[3] == str(seed)
         assert parse_parameters(read_png_parameters(path))["Seed"] == str(seed)
+    # any image of a batch comes back alone from its own seed (one generator per image)
+    alone = run(model="tiny-sd1", prompt="a cat", seed=503)
+    assert np.array_equal(pixels(result, 3), pixels(alone))
 
 
 # ---------------------------------------------------------------------------------------------- img2img
