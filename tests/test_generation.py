@@ -368,9 +368,12 @@ def test_batches_get_consecutive_seeds_and_time_sorted_names():
     for path, seed in zip(result.paths, result.seeds):
         assert path.stem.split("-")[3] == str(seed)
         assert parse_parameters(read_png_parameters(path))["Seed"] == str(seed)
-    # any image of a batch comes back alone from its own seed (one generator per image)
+    # any image of a batch comes back alone from its own seed (one generator per image); batched matmuls may
+    # round differently, so "the same" here is within a level or two of 255
     alone = run(model="tiny-sd1", prompt="a cat", seed=503)
-    assert np.array_equal(pixels(result, 3), pixels(alone))
+    gap = np.abs(pixels(result, 3) - pixels(alone))
+    assert gap.max() <= 2 and gap.mean() < 0.05, (gap.max(), gap.mean())
+    assert differs(alone, run(model="tiny-sd1", prompt="a cat", seed=502)) > 0.5
 
 
 # ---------------------------------------------------------------------------------------------- img2img
