@@ -24,7 +24,9 @@ GENERATION = [
     "peft>=0.10",
     "safetensors>=0.4",
     "pillow>=9",
+    "scipy>=1.10",  # the LMS sampler; Colab has it
 ]
+APP = ["jupyterlab>=4", "ipykernel>=6"]  # `colab-sd app`: the notebook app outside Colab
 TEST = ["pytest>=7", "pytest-timeout>=2", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6", "jupyterlab>=4", "playwright>=1.40"]
 
 setup(
@@ -39,7 +41,7 @@ setup(
     include_package_data=True,
     package_data={"colab_sd": ["generation/configs/**/*"]},
     install_requires=CORE,
-    extras_require={"generation": GENERATION, "test": GENERATION + TEST},
+    extras_require={"generation": GENERATION, "app": APP, "test": GENERATION + APP + TEST},
     entry_points={"console_scripts": ["colab-sd=colab_sd.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Environment :: GPU :: NVIDIA CUDA"],
 )
