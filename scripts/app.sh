@@ -15,7 +15,7 @@ if [ -n "${TORCH_SPEC:-}" ]; then
   # shellcheck disable=SC2086
   "$VENV/bin/python" -m pip install -q $TORCH_SPEC
 fi
-"$VENV/bin/python" -m pip install -q -e ".[generation]" "jupyterlab>=4" "ipykernel>=6"
+"$VENV/bin/python" -m pip install -q -e ".[generation,app]"
 if [ $# -eq 0 ]; then
   set -- studio
 fi
