@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 from typing import Optional
@@ -302,7 +301,7 @@ def _place(path: Path, folder: Path, emit: Listener, job: str) -> Path:
             path.unlink()
             return target
         if path.is_dir() and target.is_dir():
-            _merge_tree(path, target)
+            library.merge_tree(path, target)
             return target
         stem, dot, ext = path.name.partition(".")
         n = 2
@@ -314,12 +313,3 @@ def _place(path: Path, folder: Path, emit: Listener, job: str) -> Path:
     return target
 
 
-def _merge_tree(src: Path, dst: Path) -> None:
-    for p in sorted(src.rglob("*")):
-        to = dst / p.relative_to(src)
-        if p.is_dir():
-            to.mkdir(parents=True, exist_ok=True)
-        else:
-            to.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(p, to)
-    shutil.rmtree(src, ignore_errors=True)

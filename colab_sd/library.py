@@ -69,6 +69,21 @@ def kind_dir(root: os.PathLike | str, kind: Optional[str]) -> Path:
     return folder
 
 
+def merge_tree(src: os.PathLike | str, dst: os.PathLike | str) -> None:
+    """Move every file of folder `src` into `dst` (same filesystem), replacing same-named ones, then drop `src`."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    for path in sorted(src.rglob("*")):
+        target = dst / path.relative_to(src)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    shutil.rmtree(src, ignore_errors=True)
+
+
 def ensure_layout(root: os.PathLike | str) -> Path:
     """Create every kind folder under `root` and return it."""
     root = Path(root)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -18,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from ..errors import AuthError, InputError, NotFoundError
 from ..remote import RemoteFile
 from ..tokens import Token, TokenStore, remember_secret, redact_url
+from .hosts import env_endpoint, on_hosts
 from .metadata import get_json
 
 log = logging.getLogger("colab_sd.sources.civitai")
@@ -60,24 +60,12 @@ class CivitaiRef:
 
 def endpoint_override() -> Optional[str]:
     """`$CIVITAI_ENDPOINT` without a trailing slash (a local fake, a self-hosted mirror), or None."""
-    value = os.environ.get("CIVITAI_ENDPOINT", "").strip().rstrip("/")
-    return value or None
-
-
-def _host_key(url: str) -> str:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    return f"{host}:{parts.port}" if parts.port else host
+    return env_endpoint("CIVITAI_ENDPOINT")
 
 
 def is_civitai_host(url: str) -> bool:
     """True when `url` is on CivitAI, a mirror, or the `$CIVITAI_ENDPOINT` host."""
-    key = _host_key(url)
-    host = key.split(":")[0]
-    if any(host == h or host.endswith("." + h) for h in HOSTS):
-        return True
-    override = endpoint_override()
-    return bool(override) and key == _host_key(override)
+    return on_hosts(url, HOSTS, "CIVITAI_ENDPOINT", subdomains=True)
 
 
 _AIR = re.compile(r"^(?:urn:)?air:(?P<eco>[\w.-]+):(?P<type>[\w.-]+):civitai:(?P<model>\d+)(?:@(?P<version>\d+))?"

@@ -19,7 +19,6 @@ import inspect
 import logging
 import os
 import re
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import AuthError, DownloadCancelled, DownloadError, ErrorPageError, InputError, IntegrityError
 from ..events import Completed, Info, Listener, Meter, guard
+from ..library import merge_tree
 from ..remote import FetchResult, RemoteFile
 from ..tokens import TokenStore, redact, redact_url
 
@@ -270,15 +270,7 @@ def _fetch_folder(ref: DriveRef, staging: Path, dest_dir: Path, emit: Listener, 
             raise ErrorPageError(f"Google Drive sent a web page instead of {path.name} (not saved): {PERMISSION}")
     final = dest_dir / tree.name
     if final.exists():
-        # Merge: files of the new download replace those of the same name, others stay.
-        for path in sorted(tree.rglob("*")):
-            target = final / path.relative_to(tree)
-            if path.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
-        shutil.rmtree(tree, ignore_errors=True)
+        merge_tree(tree, final)  # files of the new download replace those of the same name, others stay
     else:
         os.replace(tree, final)
     size = _dir_size(final)

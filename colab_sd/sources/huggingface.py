@@ -25,6 +25,7 @@ from ..errors import AuthError, DownloadCancelled, DownloadError, InputError, In
 from ..events import Completed, Info, Listener, Meter, guard
 from ..remote import FetchResult, RemoteFile
 from ..tokens import Token, TokenStore, redact, redact_url
+from .hosts import env_endpoint, on_hosts
 
 log = logging.getLogger("colab_sd.sources.huggingface")
 
@@ -60,23 +61,11 @@ class HfRef:
 
 
 def endpoint_override() -> Optional[str]:
-    value = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
-    return value or None
-
-
-def _host_key(url: str) -> str:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    return f"{host}:{parts.port}" if parts.port else host
+    return env_endpoint("HF_ENDPOINT")
 
 
 def is_hf_url(url: str) -> bool:
-    key = _host_key(url)
-    host = key.split(":")[0]
-    if any(host == h or host == "www." + h for h in HOSTS):
-        return True
-    override = endpoint_override()
-    return bool(override) and key == _host_key(override)
+    return on_hosts(url, HOSTS, "HF_ENDPOINT", subdomains=False)
 
 
 def _looks_like_shorthand(text: str) -> bool:
