@@ -204,8 +204,14 @@ def find_model(root: os.PathLike | str, kind: str, name: str) -> Optional[ModelE
     """A model of `kind` by its name, with or without extension (case-insensitive on a tie-free match)."""
     entries = list_models(root, [kind])
     wanted = name.replace("\\", "/").strip("/")
-    for match in (lambda e: e.name == wanted, lambda e: e.stem == wanted,
-                  lambda e: e.name.lower() == wanted.lower(), lambda e: e.stem.lower() == wanted.lower()):
+
+    def bare(entry: ModelEntry) -> str:  # the name without its extension, folders kept ("sub/style")
+        folder = entry.name.rpartition("/")[0]
+        return f"{folder}/{entry.stem}" if folder else entry.stem
+
+    low = wanted.lower()
+    for match in (lambda e: e.name == wanted, lambda e: bare(e) == wanted, lambda e: e.stem == wanted,
+                  lambda e: e.name.lower() == low, lambda e: bare(e).lower() == low, lambda e: e.stem.lower() == low):
         found = [e for e in entries if match(e)]
         if len(found) == 1:
             return found[0]

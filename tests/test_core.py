@@ -172,3 +172,7 @@ def test_listing_with_sidecars_and_diffusers_folders(tmp_path):
     assert lora.trigger_words == ["neon"] and lora.base_model == "SD 1.5" and lora.stem == "style"
     assert CANARY not in (root / "lora" / "style.safetensors.json").read_text()
     assert library.find_model(root, "lora", "STYLE").path == lora.path
+    (root / "lora" / "sub").mkdir()
+    (root / "lora" / "sub" / "deep.safetensors").write_bytes(b"z")
+    assert library.find_model(root, "lora", "sub/deep").name == "sub/deep.safetensors"
+    assert library.find_model(root, "lora", "deep").name == "sub/deep.safetensors"

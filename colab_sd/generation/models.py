@@ -65,17 +65,6 @@ def _checkpoint_names(root: Path) -> str:
     return f"checkpoints in {root / 'checkpoint'}: {shown}"
 
 
-def _find(root: Path, kind: str, text: str):
-    """find_model, also for "sub/name" without extension (find_model matches a bare stem only at the top)."""
-    entry = find_model(root, kind, text)
-    if entry is None and "/" in text.strip("/"):
-        for ext in MODEL_EXTENSIONS:
-            entry = find_model(root, kind, text + ext)
-            if entry is not None:
-                break
-    return entry
-
-
 def locate(model, models_dir=None, *, hf_token: Optional[str] = None) -> Path:
     """The file or folder for a model reference, downloading a Hub repo when that is what it is."""
     text = str(model).strip()
@@ -83,7 +72,7 @@ def locate(model, models_dir=None, *, hf_token: Optional[str] = None) -> Path:
     path = Path(text).expanduser()
     if path.exists():
         return path
-    entry = _find(root, "checkpoint", text)
+    entry = find_model(root, "checkpoint", text)
     if entry is not None:
         return entry.path
     looks_like_path = text.lower().endswith(MODEL_EXTENSIONS) or os.sep in text.strip("/") and text.count("/") > 1
@@ -250,7 +239,7 @@ def resolve_addon(kind: str, name: str, models_dir=None) -> Addon:
     text = str(name).strip()
     path = Path(text).expanduser()
     if not path.exists():
-        entry = _find(root, kind, text)
+        entry = find_model(root, kind, text)
         if entry is None:
             names = [e.stem for e in list_models(root, [kind])]
             listing = ", ".join(names[:15]) + (" …" if len(names) > 15 else "") if names else "none yet"
