@@ -32,12 +32,35 @@ _LOGIN_PATH = re.compile(r"/(login|signin|sign-in|auth)(/|$|\?)", re.IGNORECASE)
 
 
 class Retryable(Exception):
-    """A failure worth another attempt: connection trouble, a stall, 5xx, 429."""
+    """A failure worth another attempt: connection trouble, a stall, 5xx, 429.
 
-    def __init__(self, reason: str, wait: Optional[float] = None):
+    `attempts` caps the attempts for this kind of failure below the usual budget: a host that refuses
+    connections outright is more likely a wrong URL than a hiccup, and should not cost minutes.
+    """
+
+    def __init__(self, reason: str, wait: Optional[float] = None, attempts: Optional[int] = None):
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
+        self.attempts = attempts
+
+
+REFUSED_ATTEMPTS = 3
+
+
+def _unreachable(url: str, err: BaseException) -> Exception:
+    """What a failure to connect means: a host name that does not resolve is final, a refusal is retried briefly."""
+    host = urlsplit(url).hostname
+    chain, seen = [], err
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__ or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+    text = " ".join(f"{type(e).__name__} {e}" for e in chain)
+    if "NameResolutionError" in text or "gaierror" in text or "Name or service not known" in text:
+        return DownloadError(f"cannot find the host {host}: check the URL (and the internet connection)")
+    if "ConnectionRefused" in text or "Connection refused" in text:
+        return Retryable(f"{host} refused the connection", attempts=REFUSED_ATTEMPTS)
+    return Retryable(f"cannot reach {host}: {short(err)}")
 
 
 def backoff(attempt: int, options, retry_after: Optional[float] = None) -> float:
@@ -161,7 +184,7 @@ def open_stream(session: requests.Session, remote: RemoteFile, options, *,
         except requests.exceptions.SSLError as err:
             raise DownloadError(f"TLS error talking to {urlsplit(url).hostname}: {redact(err)}") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
-            raise Retryable(f"cannot reach {urlsplit(url).hostname}: {short(err)}") from None
+            raise _unreachable(url, err) from None
         if resp.is_redirect:
             location = resp.headers.get("Location", "")
             resp.close()

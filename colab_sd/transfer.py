@@ -204,12 +204,14 @@ class _Download:
                 except Retryable as err:
                     hinted = self.learned_name or hinted
                     attempt += 1
-                    if attempt > self.options.retries:
-                        raise DownloadError(f"{err.reason}; gave up after {attempt} attempts "
-                                            "(the partial file is kept: run again to resume)") from None
+                    allowed = min(self.options.retries + 1, err.attempts or self.options.retries + 1)
+                    if attempt >= allowed:
+                        kept = hinted is not None and _Target(self.dest_dir / hinted).part.exists()
+                        raise DownloadError(f"{err.reason}; gave up after {attempt} attempts" + (
+                            " (the partial file is kept: run again to resume)" if kept else "")) from None
                     wait = backoff(attempt, self.options, err.wait)
-                    self.emit(Info(f"{err.reason}; retrying in {wait:.1f}s (attempt {attempt + 1} of "
-                                   f"{self.options.retries + 1})", job=self.job))
+                    self.emit(Info(f"{err.reason}; retrying in {wait:.1f}s (attempt {attempt + 1} of {allowed})",
+                                   job=self.job))
                     log.info("retry %s: %s", self.job, err.reason)
                     self._sleep(wait)
         finally:

@@ -412,3 +412,20 @@ def test_non_http_url_is_refused(tmp_path):
     from colab_sd.errors import InputError
     with pytest.raises(InputError, match="only http"):
         fetch(RemoteFile(url="ftp://example.com/x"), tmp_path)
+
+
+def test_unknown_host_fails_at_once_and_refusal_after_a_few_tries(tmp_path):
+    from colab_sd.errors import DownloadError
+    with pytest.raises(DownloadError, match="cannot find the host no-such-host.invalid") as info:
+        fetch(RemoteFile(url="http://no-such-host.invalid/model.safetensors"), tmp_path, options=FAST)
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: connections are refused
+    collect = ev.Collect()
+    with pytest.raises(DownloadError, match="refused the connection; gave up after 3 attempts$"):
+        fetch(RemoteFile(url=f"http://127.0.0.1:{port}/model.safetensors"), tmp_path, on_event=collect,
+              options=FAST.replace(retries=8))
+    assert len([e for e in collect.of(ev.Info) if "retrying" in e.message]) == 2
+    assert listing(tmp_path) == []
