@@ -43,6 +43,7 @@ STATE_SUFFIX = ".part.json"
 LOCK_SUFFIX = ".part.lock"
 AUTO_CONNECTIONS = 16  # what Colab users reach for with aria2c -x16; CDNs cap each connection, not the sum
 MAX_CONNECTIONS = 64
+FLUSH_EVERY = 64 << 20  # bytes between write-backs while downloading (the page cache would hold them all)
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,12 @@ class _Download:
             self.emit(Info(f"resuming {target.final.name} at {human_size(plan.downloaded)}", job=self.job))
         self.emit(Info(f"{target.final.name}: {human_size(total)} over {connections} connections", job=self.job))
 
-        def save_state() -> None:
+        flushed = [plan.downloaded]
+
+        def save_state() -> None:  # twice a second, from the supervising thread
+            if self.options.fsync and plan.downloaded - flushed[0] >= FLUSH_EVERY:
+                flushed[0] = plan.downloaded
+                os.fdatasync(fd)  # write back as we go, so the final fsync has little left to do
             PartState(validator=validator, total=total, segments=plan.to_state()).save(target.state)
 
         fd = os.open(target.part, os.O_RDWR | os.O_CREAT, 0o644)
@@ -409,12 +415,17 @@ class _Download:
             try:
                 chunk = head
                 stream = resp.raw
+                flushed = done
                 while True:
                     if chunk:
                         self._write_chunk(fh, chunk, target)
                         if digest is not None:
                             digest.update(chunk)
                         done += len(chunk)
+                        if self.options.fsync and done - flushed >= FLUSH_EVERY:
+                            fh.flush()
+                            os.fdatasync(fh.fileno())  # write back as we go: the final fsync stays short
+                            flushed = done
                         self.emit(self.meter.progress(done, total, job=self.job, base=offset))
                     self._check_cancel()
                     if total is not None and done >= total:
