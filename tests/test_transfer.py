@@ -168,10 +168,11 @@ def test_500_then_success_and_429_retry_after(server, tmp_path):
     server.route("/a.safetensors", Route(body=BODY, fail=[500, 503]))
     result, events = get(server, "/a.safetensors", tmp_path)
     assert sha_of(result.path) == SHA
-    server.route("/b.safetensors", Route(body=BODY, fail=[429], retry_after="0"))
-    result, events = get(server, "/b.safetensors", tmp_path)
+    server.route("/b.safetensors", Route(body=BODY, fail=[429], retry_after="1"))
+    result, events = get(server, "/b.safetensors", tmp_path, options=FAST.replace(backoff_cap=5))
     assert sha_of(result.path) == SHA
-    assert any("429" in e.message for e in events.of(ev.Info))
+    # the wait is the server's Retry-After (1 s), not the engine's own backoff (0.01 s)
+    assert any("429" in e.message and "retrying in 1.0s" in e.message for e in events.of(ev.Info))
 
 
 def test_retry_after_is_honoured_and_capped():
@@ -318,21 +319,40 @@ def test_changed_file_on_server_restarts_via_if_range(server, tmp_path):
     assert result.path.read_bytes() == new_body
 
 
-def test_two_concurrent_downloads_of_the_same_target(server, tmp_path):
-    server.route("/same.safetensors", Route(body=BODY * 3))
-    results, errors = [], []
+def test_two_concurrent_processes_on_the_same_target(server, tmp_path):
+    """Two processes start the same download while the first is still running: the second waits on the lock,
+    then finds the finished file; the bytes are written once and right."""
+    import subprocess, sys, textwrap, time
+    body = os.urandom(1_500_000)
 
-    def run():
-        try:
-            results.append(get(server, "/same.safetensors", tmp_path)[0])
-        except Exception as err:  # pragma: no cover - reported below
-            errors.append(err)
+    def trickle(h):
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Content-Type", "application/octet-stream")
+        h.end_headers()
+        for i in range(0, len(body), 100_000):
+            h.wfile.write(body[i:i + 100_000])
+            h.wfile.flush()
+            time.sleep(0.1)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    [t.start() for t in threads]
-    [t.join(60) for t in threads]
-    assert not errors and len(results) == 2
-    assert hashlib.sha256((tmp_path / "same.safetensors").read_bytes()).hexdigest() == hashlib.sha256(BODY * 3).hexdigest()
+    server.route("/same.safetensors", Route(handler=trickle))
+    script = textwrap.dedent(f"""
+        from colab_sd.transfer import fetch, TransferOptions
+        from colab_sd.remote import RemoteFile
+        r = fetch(RemoteFile(url={server.url('/same.safetensors')!r}), {str(tmp_path)!r},
+                  on_event=lambda e: print(e.to_json(), flush=True), options=TransferOptions(connections=1))
+        print("SKIPPED" if r.skipped else "FETCHED", flush=True)
+    """)
+    first = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "same.safetensors.part").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    out_first, _ = first.communicate(timeout=60)
+    assert out_first.strip().endswith("FETCHED")
+    assert "another download of same.safetensors is running; waiting for it" in second.stdout
+    assert second.stdout.strip().endswith("SKIPPED")
+    assert hashlib.sha256((tmp_path / "same.safetensors").read_bytes()).hexdigest() == hashlib.sha256(body).hexdigest()
     assert listing(tmp_path) == ["same.safetensors"]
 
 
