@@ -610,6 +610,7 @@ def online_hub(library, monkeypatch, tmp_path):
     with FakeHub() as hub:
         hub.add_repo("alice/tiny-sd1", files)
         hub.add_repo("alice/gated-sd1", files, gated=True)
+        hub.add_repo("alice/private-sd1", files, private=True)
         monkeypatch.setenv("HF_ENDPOINT", hub.base)
         monkeypatch.setenv("HF_HUB_OFFLINE", "0")
         monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
@@ -633,6 +634,18 @@ def test_gated_and_missing_repos_say_what_to_do(online_hub):
         run(model="alice/gated-sd1", prompt="a cat")
     with pytest.raises(NotFoundError, match="not a Hugging Face repo you can see"):
         run(model="alice/nothing-here", prompt="a cat")
+
+
+def test_private_repo_uses_the_token_given_with_the_request(online_hub):
+    """The app's Tokens panel hands its TokenStore to generate(); the environment has no HF token here."""
+    from colab_sd.tokens import TokenStore
+    from fakes.hf_hub import TOKEN
+
+    with pytest.raises(NotFoundError):
+        run(model="alice/private-sd1", prompt="a cat", tokens=TokenStore(use_colab=False))
+    result = run(model="alice/private-sd1", prompt="a cat", tokens=TokenStore(huggingface=TOKEN, use_colab=False))
+    assert result.family == "sd1"
+    assert TOKEN not in repr(result.request) and TOKEN not in json.dumps(result.request.to_dict(), default=str)
 
 
 def test_hub_file_choice_prefers_one_set_of_safetensors():

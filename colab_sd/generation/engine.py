@@ -110,7 +110,9 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
     negative, negative_loras = extract_loras(req.negative_prompt)
     loras = merge_loras(req.loras, prompt_loras, negative_loras)
     sampler, schedule = resolve_sampler(req.sampler, req.schedule)
-    ref = resolve_model(req.model, req.models_dir, prediction=req.prediction)
+    hf_token = req.tokens.get("huggingface") if req.tokens is not None else None
+    ref = resolve_model(req.model, req.models_dir, prediction=req.prediction,
+                        hf_token=hf_token.secret.reveal() if hf_token else None)
     lora_addons = [(resolve_addon("lora", spec.name, req.models_dir), spec.weight) for spec in loras]
     vae_addon = resolve_addon("vae", req.vae, req.models_dir) if req.vae else None
     known = embedding_names(req.models_dir)

@@ -57,12 +57,13 @@ class GenerationRequest:
     config: Optional[str] = None  # a diffusers config folder (or repo id) for a single-file model
     on_event: Optional[Callable] = field(default=None, repr=False, compare=False)
     cancel: Any = field(default=None, repr=False, compare=False)  # a threading.Event; set it to stop after a step
+    tokens: Any = field(default=None, repr=False, compare=False)  # a TokenStore: the HF token for a Hub repo model
 
     def replace(self, **fields) -> "GenerationRequest":
         return dataclasses.replace(self, **fields)
 
     def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("on_event", "cancel")}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("on_event", "cancel", "tokens")}
         data["loras"] = [dataclasses.asdict(LoraSpec.parse(x)) for x in self.loras]
         if data["init_image"] is not None and not isinstance(data["init_image"], (str, os.PathLike)):
             data["init_image"] = "<image>"

@@ -68,4 +68,4 @@ def _generate_panel(app: "App"):
         return None
     from .generate_panel import GeneratePanel
 
-    return GeneratePanel(app.models_dir, app.outputs_dir)
+    return GeneratePanel(app.models_dir, app.outputs_dir, tokens=app.tokens)

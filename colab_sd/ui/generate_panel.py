@@ -111,9 +111,10 @@ def _escape(text: str) -> str:
 class GeneratePanel:
     """All the Generate widgets; `set_library(entries)` fills the choices, `start()` runs a generation."""
 
-    def __init__(self, models_dir, outputs_dir=None, generate: Optional[Callable[..., Any]] = None):
+    def __init__(self, models_dir, outputs_dir=None, generate: Optional[Callable[..., Any]] = None, tokens=None):
         from ..generation.samplers import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, SAMPLERS, SCHEDULES
 
+        self.tokens = tokens  # the app's TokenStore: a token typed in the Tokens panel reaches Hub models too
         self.models_dir = Path(models_dir)
         self.outputs_dir = Path(outputs_dir) if outputs_dir else None
         self._generate = generate
@@ -329,7 +330,7 @@ class GeneratePanel:
             if generate is None:
                 from ..generation import generate
             try:
-                outcome["result"] = generate(None, on_event=emit, cancel=cancel, **fields)
+                outcome["result"] = generate(None, on_event=emit, cancel=cancel, tokens=self.tokens, **fields)
             except ColabSDError as err:
                 outcome["error"] = redact(err)
 
