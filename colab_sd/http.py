@@ -107,8 +107,23 @@ def expects_binary(name: Optional[str]) -> bool:
     return not (name or "").lower().endswith(TEXT_EXTENSIONS)
 
 
+def looks_like_text(head: bytes) -> bool:
+    """Bytes a person could read (an error page, a message), as opposed to model weights."""
+    sample = head[:2048]
+    if not sample or b"\x00" in sample:  # weights (and safetensors' length prefix) have NUL bytes early
+        return False
+    decoded = sample.decode("utf-8", "replace")
+    return decoded.count("\ufffd") <= len(decoded) // 20
+
+
 def looks_like_page(content_type: Optional[str], head: bytes) -> bool:
-    """An HTML or JSON body (by Content-Type or first bytes), i.e. an error or login page, not model bytes."""
+    """An HTML / JSON / text page (by Content-Type or first bytes) where model bytes were expected.
+
+    The body must read as text too: servers label binary files text/plain or worse, and a model file
+    must never be refused because of its label.
+    """
+    if not looks_like_text(head):
+        return False
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype in ("text/html", "application/xhtml+xml", "application/json", "application/problem+json", "text/plain",
                  "application/xml", "text/xml"):

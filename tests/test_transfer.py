@@ -449,3 +449,13 @@ def test_unknown_host_fails_at_once_and_refusal_after_a_few_tries(tmp_path):
               options=FAST.replace(retries=8))
     assert len([e for e in collect.of(ev.Info) if "retrying" in e.message]) == 2
     assert listing(tmp_path) == []
+
+
+def test_binary_body_labelled_text_plain_is_not_an_error_page(server, tmp_path):
+    """nginx without mime.types labels everything text/plain: a model must still land."""
+    server.route("/m.safetensors", Route(body=BODY, content_type="text/plain"))
+    result, _ = get(server, "/m.safetensors", tmp_path)
+    assert sha_of(result.path) == SHA
+    server.route("/e.safetensors", Route(body=b"Unauthorized: sign in first", content_type="text/plain"))
+    with pytest.raises(ErrorPageError, match="Unauthorized"):
+        get(server, "/e.safetensors", tmp_path / "e")
