@@ -13,7 +13,7 @@ from fakes.civitai import FakeFile
 from fakes.fixtures import civitai, file_sha256, hub, model_bytes, sha256  # noqa: F401 (fixtures)
 
 CIVITAI_CANARY = "fake-civitai-canary-token-0123456789"
-HF_CANARY = "hf_fakeCanaryToken0123456789abcdefgh"
+HF_CANARY = "hf_fake-canary-token-0123456789"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from .base import FakeServer, send, send_json, serve_bytes
 
-TOKEN = "hf_fakeTokenForTests0123456789abcdef"
+TOKEN = "hf_fake-token-for-tests-0123456789"
 LFS_EXTENSIONS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".gguf", ".onnx", ".msgpack")
 
 
