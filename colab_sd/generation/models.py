@@ -7,7 +7,6 @@ with a message that says so.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -18,6 +17,7 @@ from typing import Optional
 from .. import probe as _probe
 from ..errors import InputError, NotFoundError
 from ..library import MODEL_EXTENSIONS, find_model, list_models, models_root, read_sidecar
+from ..probe.folders import read_json
 
 log = logging.getLogger("colab_sd.generation")
 
@@ -179,14 +179,6 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
                     prediction=pred, zero_snr=zero_snr, reasons=tuple(found.reasons) + (why,), meta=meta)
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def _prediction(family: str, found, meta: dict, path: Path, override: Optional[str]) -> tuple[str, bool, str]:
     """Epsilon or v-prediction, and zero terminal SNR, in this order of trust:
 
@@ -203,7 +195,7 @@ def _prediction(family: str, found, meta: dict, path: Path, override: Optional[s
         return pred, zero_snr, f"prediction type {pred} from the sidecar"
     if found.variant == "v-prediction":
         if found.format == "diffusers":  # its scheduler config says both
-            zero_snr = zero_snr or bool(_read_json(path / "scheduler" / "scheduler_config.json")
+            zero_snr = zero_snr or bool(read_json(path / "scheduler" / "scheduler_config.json")
                                         .get("rescale_betas_zero_snr"))
             return "v_prediction", zero_snr, "v-prediction from the folder's scheduler config"
         # v-pred SDXL single files (NoobAI and kin) are trained with zero terminal SNR.

@@ -26,7 +26,8 @@ _COMPONENT_KINDS = {
 }
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A JSON object from a config file, or {} when it is missing or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
@@ -38,17 +39,17 @@ def inspect_folder(folder: Path) -> Probe:
     """A diffusers pipeline folder is a checkpoint; a component folder is what its class is."""
     index_path = folder / "model_index.json"
     if not index_path.is_file():
-        config = _read_json(folder / "config.json")
+        config = read_json(folder / "config.json")
         cls = config.get("_class_name")
         if cls:
             return _inspect_component(cls, config)
         return unknown("unknown", "a folder without model_index.json (not a diffusers pipeline)")
-    index = _read_json(index_path)
+    index = read_json(index_path)
     cls = str(index.get("_class_name") or "")
     if not cls:
         return unknown("diffusers", "model_index.json has no _class_name")
     verdict = Verdict("checkpoint").why(f"a diffusers folder: model_index.json names {cls}")
-    unet = _read_json(folder / "unet" / "config.json")
+    unet = read_json(folder / "unet" / "config.json")
     verdict.family, why = _pipeline_family(cls, index, unet, folder)
     verdict.why(why)
     in_channels = unet.get("in_channels")
@@ -58,7 +59,7 @@ def inspect_folder(folder: Path) -> Probe:
     elif in_channels == 8 or "InstructPix2Pix" in cls:
         verdict.variant = "instruct-pix2pix"
         verdict.why("InstructPix2Pix (8-channel UNet)")
-    scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
+    scheduler = read_json(folder / "scheduler" / "scheduler_config.json")
     if scheduler.get("prediction_type") == "v_prediction" and verdict.variant is None:
         verdict.variant = "v-prediction"
         verdict.why("scheduler prediction_type is v_prediction")
@@ -79,7 +80,7 @@ def _pipeline_family(cls: str, index: dict, unet: dict, folder: Path) -> tuple:
         if isinstance(width, list):
             width = width[0] if width else None
         if width is None:
-            width = _read_json(folder / "text_encoder" / "config.json").get("hidden_size")
+            width = read_json(folder / "text_encoder" / "config.json").get("hidden_size")
         family = {768: "sd1", 1024: "sd2"}.get(width)
         if family:
             return family, f"cross_attention_dim / text encoder width {width} → {FAMILY_NAMES[family]}"
