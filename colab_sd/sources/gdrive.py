@@ -14,7 +14,6 @@ watcher thread reports the growing file's size instead.
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import os
@@ -30,6 +29,7 @@ from ..events import Completed, Info, Listener, Meter, guard
 from ..library import merge_tree
 from ..remote import FetchResult, RemoteFile
 from ..tokens import TokenStore, redact, redact_url
+from ..transfer import file_sha256
 
 log = logging.getLogger("colab_sd.sources.gdrive")
 
@@ -154,14 +154,6 @@ class _Watcher:
         self._thread.join(timeout=2)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_fetcher(ref: DriveRef):
     def fetch(remote: RemoteFile, dest_dir: Path, *, name=None, on_event=None, cancel=None, options=None,
               job=None) -> FetchResult:
@@ -231,13 +223,13 @@ def _fetch_file(ref: DriveRef, staging: Path, dest_dir: Path, name: Optional[str
     from ..names import sanitize, user_name
 
     final = dest_dir / (user_name(name) if name else sanitize(got.name))
-    digest = _sha256(got)
+    digest = file_sha256(got).hexdigest()
     size = got.stat().st_size
     if expected_sha and digest != expected_sha.lower():
         got.unlink()
         raise IntegrityError(f"{got.name} from Google Drive does not match the expected sha256 "
                              f"({digest[:12]}… ≠ {expected_sha.lower()[:12]}…): deleted; check the hash or the link")
-    if final.is_file() and final.stat().st_size == size and _sha256(final) == digest:
+    if final.is_file() and final.stat().st_size == size and file_sha256(final).hexdigest() == digest:
         got.unlink()
         emit(Completed(path=str(final), bytes=size, sha256=digest, skipped=True, job=job))
         return FetchResult(final, size, digest, skipped=True)

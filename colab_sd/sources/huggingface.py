@@ -8,7 +8,6 @@ huggingface_hub 0.2x, 1.x and 2.x is used; the endpoint is read from `$HF_ENDPOI
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import os
@@ -25,6 +24,7 @@ from ..errors import AuthError, DownloadCancelled, DownloadError, InputError, In
 from ..events import Completed, Info, Listener, Meter, guard
 from ..remote import FetchResult, RemoteFile
 from ..tokens import Token, TokenStore, redact, redact_url
+from ..transfer import file_sha256
 from .hosts import env_endpoint, on_hosts
 
 log = logging.getLogger("colab_sd.sources.huggingface")
@@ -408,14 +408,6 @@ def _supports(func: Callable, param: str) -> bool:
         return False
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_fetcher(ref: HfRef, path: str, token: Optional[Token], commit: Optional[str]):
     """The RemoteFile's fetcher: hf_hub_download into a hidden staging folder beside the target (its
     `.incomplete` file resumes there), verify size and sha256, then move into place."""
@@ -430,7 +422,7 @@ def make_fetcher(ref: HfRef, path: str, token: Optional[Token], commit: Optional
         dest_dir.mkdir(parents=True, exist_ok=True)
         final = dest_dir / (name or remote.filename or posixpath.basename(path))
         if final.is_file() and (remote.size is None or final.stat().st_size == remote.size):
-            have = _sha256_file(final)
+            have = file_sha256(final).hexdigest()
             if remote.sha256 is None or have == remote.sha256:
                 emit(Completed(path=str(final), bytes=final.stat().st_size, sha256=have, skipped=True, job=job))
                 return FetchResult(final, final.stat().st_size, have, skipped=True)
@@ -456,7 +448,7 @@ def make_fetcher(ref: HfRef, path: str, token: Optional[Token], commit: Optional
             _clean_staging(staging, path)
             raise IntegrityError(f"{path} from {ref.repo_id} has {size} bytes, the Hub said {remote.size}: "
                                  "deleted; run again")
-        digest = _sha256_file(got)
+        digest = file_sha256(got).hexdigest()
         if remote.sha256 and digest != remote.sha256:
             got.unlink(missing_ok=True)
             _clean_staging(staging, path)
