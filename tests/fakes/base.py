@@ -92,6 +92,7 @@ def send(h, status: int, body: bytes = b"", ctype: str = "text/plain", headers: 
     h.end_headers()
     if h.command != "HEAD":
         h.wfile.write(body)
+    h.wfile.flush()
 
 
 def send_json(h, status: int, data, headers: Optional[dict] = None) -> None:

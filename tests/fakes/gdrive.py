@@ -27,8 +27,9 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from .base import send as _send
 
 HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com", "accounts.google.com")
 
@@ -228,18 +229,6 @@ def _page(title: str, message: str) -> bytes:
     return (f"<!DOCTYPE html><html><head><title>{html.escape(title)}</title></head><body>"
             f'<div class="uc-main"><p class="uc-error-caption">{html.escape(title)}</p>'
             f'<p class="uc-error-subcaption">{html.escape(message)}</p></div></body></html>').encode()
-
-
-def _send(h, status: int, body: bytes, ctype: str, headers: Optional[dict] = None) -> None:
-    h.send_response(status)
-    h.send_header("Content-Type", ctype)
-    h.send_header("Content-Length", str(len(body)))
-    for k, v in (headers or {}).items():
-        h.send_header(k, v)
-    h.end_headers()
-    if h.command != "HEAD":
-        h.wfile.write(body)
-    h.wfile.flush()
 
 
 def _serve_file(h, f: DriveFile) -> None:
