@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from results_section import write_section  # benchmarks/ is on sys.path when a script runs
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
@@ -627,16 +629,6 @@ def markdown(args, results: dict, sources: list[Source], pylibs: dict, started: 
     return "\n".join(out)
 
 
-def write_results(path: Path, text: str) -> None:
-    block = f"{BEGIN}\n{text}\n{END}"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new, encoding="utf-8")
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -693,7 +685,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     (time.monotonic() - t0) / 60)
     print(text)
     if not args.no_write:
-        write_results(Path(args.results), text)
+        write_section(Path(args.results), text, BEGIN, END)
         log(f"results written to {args.results}")
     return 0
 

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_section import write_section  # benchmarks/ is on sys.path when a script runs
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
@@ -30,16 +32,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RESULTS = HERE / "RESULTS.md"
 BEGIN, END = "<!-- generation:begin -->", "<!-- generation:end -->"
-
-
-def write_results(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
-    block = f"{begin}\n{text}\n{end}"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if begin in old and end in old:
-        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new, encoding="utf-8")
 
 
 def bench_model(model: str, args, out_dir: Path) -> dict:
@@ -151,7 +143,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_results(Path(args.results), text)
+        write_section(Path(args.results), text, BEGIN, END)
     return 0 if all(r["loads_after"] == 0 and r["same_pixels"] for r in rows) else 1
 
 
