@@ -5,7 +5,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "colab_sd" / "__init__.py").read_text()).group(1)
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "colab_sd" / "_version.py").read_text()).group(1)
 
 # Lower bounds that Colab's preinstalled packages already satisfy, so installing there upgrades nothing.
 CORE = [
@@ -25,7 +25,12 @@ GENERATION = [
     "safetensors>=0.4",
     "pillow>=9",
     "scipy>=1.10",  # the LMS sampler; Colab has it
+    # Upscalers (ESRGAN, SwinIR, HAT, DAT…) recognised from their weights. Needs torchvision, which Colab has;
+    # it declares no torch pin of its own beyond what Colab's torch satisfies.
+    "spandrel>=0.4",
+    "gguf>=0.10",  # GGUF transformer files (Flux, SD3.5, Z-Image); pure Python, no torch pin
 ]
+RAY = ["ray>=2.9"]  # `colab-sd batch --ray`: many machines; imported only when asked for
 APP = ["jupyterlab>=4", "ipykernel>=6"]  # `colab-sd app`: the notebook app outside Colab
 TEST = ["pytest>=7", "pytest-timeout>=2", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6", "jupyterlab>=4", "playwright>=1.40"]
 
@@ -41,7 +46,7 @@ setup(
     include_package_data=True,
     package_data={"colab_sd": ["generation/configs/**/*"]},
     install_requires=CORE,
-    extras_require={"generation": GENERATION, "app": APP, "test": GENERATION + APP + TEST},
+    extras_require={"generation": GENERATION, "app": APP, "ray": RAY, "test": GENERATION + APP + RAY + TEST},
     entry_points={"console_scripts": ["colab-sd=colab_sd.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Environment :: GPU :: NVIDIA CUDA"],
 )

@@ -12,8 +12,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-# torch is pinned for the tests only (a CPU build); the package itself never pins it.
-"$VENV/bin/python" -m pip install -q "torch==2.13.0"
+# torch and its matching torchvision are pinned for the tests only; the package itself never pins them.
+"$VENV/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 "$VENV/bin/python" -m pip install -q -e ".[test]"
 
 # The browser test drives Debian's Chromium (Playwright cannot download its own browsers here).
