@@ -3,7 +3,8 @@
     <root>/checkpoint/dreamshaper_8.safetensors
     <root>/checkpoint/dreamshaper_8.safetensors.json   ← source URL (redacted), sha256, kind, base model, trigger words
 
-The root is, in order: an explicit `models_dir`, `$COLAB_SD_HOME`, `/content/models` in Colab, `./models`.
+The root is, in order: an explicit `models_dir`, `$COLAB_SD_HOME`, the host's default (`hosts.detect()`:
+`/content/models` in Colab, `/kaggle/temp/models` on Kaggle), `./models`.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from .errors import InputError
+from . import hosts
 from .tokens import in_colab, redact, redact_url
 
 # Kind → folder name (they are the same word, on purpose: what a user types is what they see on disk).
@@ -58,8 +60,8 @@ def models_root(models_dir: Optional[os.PathLike | str] = None) -> Path:
     if env:
         return Path(env).expanduser()
     if in_colab():
-        return Path("/content/models")
-    return Path("models").resolve()
+        return hosts.colab_root() / "models"
+    return hosts.default_models_dir()  # /kaggle/temp/models on Kaggle, ./models elsewhere
 
 
 def kind_dir(root: os.PathLike | str, kind: Optional[str]) -> Path:

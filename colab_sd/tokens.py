@@ -1,19 +1,20 @@
 """Where tokens come from, which host gets which, and scrubbing them out of anything shown.
 
-Lookup order, per service: an explicit value → environment variables → a Colab secret of the
-same name (only when `google.colab` exists). A token is wrapped in `Secret`, whose repr and str
+Lookup order, per service: an explicit value → environment variables → the host's secret of the
+same name (a Colab or Kaggle secret; `hosts.secret`). A token is wrapped in `Secret`, whose repr and str
 never show the value, and every value seen is registered so that `redact()` can scrub it from
 messages, URLs and logs.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import threading
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from . import hosts
 
 # Environment / Colab-secret names per service, most specific first.
 ENV_NAMES = {
@@ -22,8 +23,18 @@ ENV_NAMES = {
 }
 SERVICES = tuple(ENV_NAMES)
 
-# Query parameters whose values are credentials when they appear in a pasted URL.
-_SECRET_PARAMS = {"token", "api_key", "apikey", "access_token", "key", "auth", "signature", "x-amz-signature", "sig"}
+# Query parameters whose values are credentials, by rule rather than by list: signed storage URLs
+# (S3 X-Amz-Signature / X-Amz-Security-Token / X-Amz-Credential, GCS X-Goog-Signature, Azure `sig`,
+# CloudFront `Signature` / `Key-Pair-Id`), API keys and tokens of any spelling, passwords.
+_SECRET_NAME = re.compile(r"(?i)(token|signature|secret|passw|credential|api[-_]?key|access[-_]?key|auth|"
+                          r"^sig$|[-_]sig$|^key$|[-_.]key$|key[-_]pair[-_]id|^pwd$|^code$)")
+
+
+def is_secret_param(name: str) -> bool:
+    """True for a query parameter name whose value is a credential (`token`, `X-Amz-Signature`, `sig`, `api_key`…)."""
+    return bool(_SECRET_NAME.search(name or ""))
+
+
 _REDACTED = "***"
 
 _known_secrets: set[str] = set()
@@ -80,23 +91,16 @@ def remember_secret(value: Optional[str]) -> None:
 
 
 def in_colab() -> bool:
-    """True inside a Colab runtime (its package is importable there and nowhere else)."""
-    try:
-        return importlib.util.find_spec("google.colab") is not None
-    except (ImportError, ValueError):
-        return False
+    """True inside a Colab runtime; not on Kaggle, whose image is built from Colab's (see `hosts`)."""
+    return hosts.in_colab()
 
 
-def _colab_secret(name: str) -> Optional[str]:
-    if not in_colab():
-        return None
-    try:
-        from google.colab import userdata  # type: ignore
-
-        value = userdata.get(name)
-    except Exception:  # absent, access refused, or no UI to ask: all mean "not from here"
-        return None
-    return value or None
+def _host_secret(name: str) -> tuple[Optional[str], str]:
+    """(value or None, origin) from the host's secrets store (Colab, Kaggle); `hosts.secret_problem` says why not."""
+    host = "colab" if in_colab() else hosts.host_name()
+    if host not in ("colab", "kaggle"):
+        return None, ""
+    return hosts.secret(name, host), f"{host.capitalize()} secret {name}"
 
 
 def lookup(service: str, explicit: Optional[str] = None, *, use_colab: bool = True) -> Optional[Token]:
@@ -113,9 +117,9 @@ def lookup(service: str, explicit: Optional[str] = None, *, use_colab: bool = Tr
             return Token(Secret(value), f"environment {name}")
     if use_colab:
         for name in ENV_NAMES[service]:
-            value = _colab_secret(name)
+            value, origin = _host_secret(name)
             if value:
-                return Token(Secret(value), f"Colab secret {name}")
+                return Token(Secret(value), origin)
     return None
 
 
@@ -155,14 +159,14 @@ def redact_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         for k, v in pairs:
-            if k.lower() in _SECRET_PARAMS:
+            if is_secret_param(k):
                 remember_secret(v)  # so the same value is scrubbed wherever a server echoes it back
-        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
-            query = urlencode([(k, _REDACTED if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*/:")
+        if any(is_secret_param(k) for k, _ in pairs):
+            query = urlencode([(k, _REDACTED if is_secret_param(k) else v) for k, v in pairs], safe="*/:")
     return redact(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)), urls=False)
 
 
-_TOKEN_PARAM = re.compile(r"(?i)([?&](?:%s)=)[^&#\s\"']+" % "|".join(re.escape(p) for p in sorted(_SECRET_PARAMS)))
+_QUERY_PAIR = re.compile(r"([?&;]([\w.~%-]+)=)([^&#\s\"'<>]+)")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
 _URL = re.compile(r"https?://[^\s\"'<>]+")
 
@@ -175,7 +179,7 @@ def redact(text: object, *, urls: bool = True) -> str:
     for value in secrets:
         if value in out:
             out = out.replace(value, _REDACTED)
-    out = _TOKEN_PARAM.sub(lambda m: m.group(1) + _REDACTED, out)
+    out = _QUERY_PAIR.sub(lambda m: m.group(1) + _REDACTED if is_secret_param(m.group(2)) else m.group(0), out)
     out = _BEARER.sub(lambda m: m.group(1) + _REDACTED, out)
     if urls:
         out = _URL.sub(lambda m: redact_url(m.group(0)), out)

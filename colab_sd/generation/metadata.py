@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ..library import read_sidecar, write_sidecar
+from .. import hosts
 from ..tokens import in_colab
 
 # ---------------------------------------------------------------------------------------------- infotext
@@ -147,13 +148,14 @@ def autov2(path: os.PathLike | str, compute: bool = True) -> Optional[str]:
 
 
 def outputs_root(outputs_dir: Optional[os.PathLike | str] = None) -> Path:
-    """Where images go: explicit → $COLAB_SD_OUTPUTS → /content/outputs in Colab → ./outputs."""
+    """Where images go: explicit → $COLAB_SD_OUTPUTS → the host's default (Colab /content/outputs, Kaggle
+    /kaggle/working/outputs: saved with the notebook) → ./outputs."""
     if outputs_dir:
         return Path(outputs_dir).expanduser()
     env = os.environ.get("COLAB_SD_OUTPUTS", "").strip()
     if env:
         return Path(env).expanduser()
-    return Path("/content/outputs") if in_colab() else Path("outputs").resolve()
+    return hosts.colab_root() / "outputs" if in_colab() else hosts.default_outputs_dir()  # Kaggle: /kaggle/working/outputs
 
 
 _NAME_LOCK = threading.Lock()

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import ipywidgets as widgets
 
-from .. import accounts
+from .. import accounts, hosts
 from ..errors import ColabSDError
 from ..tokens import ENV_NAMES, Token, TokenStore, redact
 from .html import message
@@ -50,8 +50,8 @@ class TokenRow:
         self.origin = widgets.HTML()
         self.result = widgets.HTML()
         secret_name = ENV_NAMES[service][0]
-        self.help = widgets.HTML(message(f"Get one at {where}. Or store it as the Colab secret {secret_name} "
-                                         f"(key icon in the left bar) and it is picked up here automatically."))
+        self.help = widgets.HTML(message(f"Get one at {where}. Or {hosts.detect().secret_hint(secret_name)} "
+                                         f"and it is picked up here automatically."))
         self.use_button.on_click(self.use)
         self.check_button.on_click(self.check)
         self.widget = widgets.VBox([widgets.HBox([self.field, self.use_button, self.check_button]),
@@ -61,7 +61,11 @@ class TokenRow:
     def show_origin(self) -> None:
         token = self.tokens.get(self.service)
         tone = "ok" if token else "muted"
-        self.origin.value = message(f"{self.title} token: {describe_origin(token)}", tone) + "&nbsp;&nbsp;"
+        text = f"{self.title} token: {describe_origin(token)}"
+        problem = None if token else next(filter(None, map(hosts.secret_problem, ENV_NAMES[self.service])), None)
+        if problem:  # the host's store was asked and said why not (not attached, internet off…)
+            text += f" ({problem})"
+        self.origin.value = message(text, tone) + "&nbsp;&nbsp;"
 
     def take_field(self) -> bool:
         """Move the typed value into the store and clear the field; False when the field was empty."""
@@ -83,8 +87,8 @@ class TokenRow:
         self.take_field()
         token = self.tokens.get(self.service)
         if token is None:
-            self.result.value = message(f"no {self.title} token to check: paste one above or add the Colab secret "
-                                        f"{ENV_NAMES[self.service][0]}", "warn")
+            self.result.value = message(f"no {self.title} token to check: paste one above or "
+                                        f"{hosts.detect().secret_hint(ENV_NAMES[self.service][0])}", "warn")
             return
         self.result.value = message(f"checking with {self.title}…", "info")
         try:
