@@ -3,7 +3,7 @@
 The public API lives here. Nothing heavy is imported at module level: `import colab_sd` and
 `colab-sd download` must start fast and never pull in torch, diffusers or ipywidgets.
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["download", "generate", "launch", "__version__"]
 

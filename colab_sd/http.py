@@ -16,7 +16,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from . import __version__
+from ._version import __version__
 from .errors import AuthError, DownloadError, NotFoundError
 from .events import Info, Listener, guard
 from .remote import RemoteFile
@@ -38,14 +38,38 @@ class Retryable(Exception):
     connections outright is more likely a wrong URL than a hiccup, and should not cost minutes.
     """
 
-    def __init__(self, reason: str, wait: Optional[float] = None, attempts: Optional[int] = None):
+    def __init__(self, reason: str, wait: Optional[float] = None, attempts: Optional[int] = None,
+                 progressed: Optional[bool] = None):
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
         self.attempts = attempts
+        self.progressed = progressed  # False: this failure never earns a free retry, whatever arrived before
+
+
+class Changed(Retryable):
+    """The file on the server changed under a download (another validator or size): every byte kept so far
+    belongs to the old version, so the `.part` is deleted and the download starts over."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{reason}; starting over", wait=0, progressed=False)
+
+
+def check_same_version(headers: Mapping[str, str], validator: Optional[str], total: Optional[int],
+                       their_total: Optional[int]) -> None:
+    """Raise Changed when a response is of another version than the bytes already on disk, whatever the
+    server did with If-Range (some ignore it and answer 206 from the new file)."""
+    theirs = strong_validator(headers)
+    if validator and theirs and theirs != validator:
+        raise Changed("the file changed on the server during the download")
+    if total is not None and their_total is not None and their_total != total:
+        raise Changed(f"the file on the server is now {their_total} bytes, not {total}")
 
 
 REFUSED_ATTEMPTS = 3
+# A failed attempt that moved the download on by at least this much does not count against the retries:
+# a server that drops every connection after a megabyte still finishes the file.
+PROGRESS_CREDIT = 256 << 10
 
 
 def _unreachable(url: str, err: BaseException) -> Exception:
@@ -179,31 +203,78 @@ def same_origin(a: str, b: str) -> bool:
     return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def may_send_credentials(url: str, origin: str) -> bool:
+    """A source's auth headers go to `url` only on the origin itself (same scheme, host and port: a redirect
+    elsewhere, or from https down to http, never sees them) and only over https, or plain http to a loopback
+    endpoint the user configured (a local mirror, the test fakes)."""
+    if not same_origin(url, origin):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and (parts.hostname or "") in LOOPBACK)
+
+
+class SpeedRule:
+    """The lowest-speed rule (curl's --speed-limit / --speed-time): fewer than `limit` bytes/s over a
+    whole window of `window` seconds is a stall, however steadily the bytes trickle in.
+
+    `feed(n)` after every read costs one clock call; it raises Retryable when a window ends short.
+    """
+
+    __slots__ = ("need", "window", "got", "ends")
+
+    def __init__(self, limit: float, window: float):
+        self.need = max(1, int(limit * window))
+        self.window = window
+        self.got = 0
+        self.ends = time.monotonic() + window
+
+    def feed(self, nbytes: int) -> None:
+        self.got += nbytes
+        now = time.monotonic()
+        if now >= self.ends:
+            if self.got < self.need:
+                raise Retryable(f"the download stalled: {self.got} bytes in the last {self.window:g} s "
+                                f"(the lowest speed allowed is {human_size(self.need / self.window)}/s)", wait=0,
+                                progressed=False)
+            self.got, self.ends = 0, now + self.window
+
+
+def encoded(headers: Mapping[str, str]) -> bool:
+    """True when the body comes compressed (Content-Encoding gzip, br…) although identity was asked for."""
+    value = (headers.get("Content-Encoding") or "").strip().lower()
+    return value not in ("", "identity")
+
+
 def open_stream(session: requests.Session, remote: RemoteFile, options, *,
                 extra_headers: Optional[Mapping[str, str]] = None, emit: Listener = guard(None),
                 job: Optional[str] = None) -> requests.Response:
     """GET `remote.url`, following redirects by hand; returns the final, successful streaming response.
 
-    The source's headers (auth) go to the origin only. A redirect to a login page, and error
-    statuses, become errors here (the source's `explain` gets the first word); 5xx, 429 and
-    connection failures raise `Retryable`.
+    The source's headers (auth) go to the origin only, over https (see `may_send_credentials`). A
+    redirect to anything but http(s) (file://, ftp://) is refused; a redirect to a login page, and
+    error statuses, become errors here (the source's `explain` gets the first word); 5xx, 429 and
+    connection failures raise `Retryable`. Malformed answers (two Content-Lengths…) are one-line
+    DownloadErrors.
     """
     url = remote.url
     for hop in range(MAX_REDIRECTS + 1):
+        remember_url_secrets(url)
         headers = dict(extra_headers or {})
-        if same_origin(url, remote.url):
+        if may_send_credentials(url, remote.url):
             headers.update(remote.headers)
-        try:
-            resp = session.get(url, headers=headers, stream=True, allow_redirects=False,
-                               timeout=(options.connect_timeout, options.stall_timeout))
-        except requests.exceptions.SSLError as err:
-            raise DownloadError(f"TLS error talking to {urlsplit(url).hostname}: {redact(err)}") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
-            raise _unreachable(url, err) from None
+        resp = _get(session, url, headers, options)
         if resp.is_redirect:
             location = resp.headers.get("Location", "")
             resp.close()
             target = urljoin(url, location)
+            remember_url_secrets(target)
+            scheme = urlsplit(target).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise DownloadError(f"{urlsplit(url).hostname} redirected the download to a {scheme or 'non-http'}: "
+                                    "link, which colab_sd never follows; check the link")
             if _LOGIN_PATH.search(urlsplit(target).path):
                 raise explained(remote, 302, resp.headers, b"", target) or AuthError(
                     f"the server sent the download to a login page ({urlsplit(target).hostname}): "
@@ -217,6 +288,27 @@ def open_stream(session: requests.Session, remote: RemoteFile, options, *,
             return resp
         raise_for_status(remote, resp, url)
     raise DownloadError(f"too many redirects (more than {MAX_REDIRECTS}) for {remote.shown_url}")
+
+
+def _get(session: requests.Session, url: str, headers: Mapping[str, str], options) -> requests.Response:
+    """One GET, no redirects followed; what can go wrong becomes Retryable or a one-line DownloadError."""
+    try:
+        return session.get(url, headers=headers, stream=True, allow_redirects=False,
+                           timeout=(options.connect_timeout, options.stall_timeout))
+    except requests.exceptions.SSLError as err:
+        raise DownloadError(f"TLS error talking to {urlsplit(url).hostname}: {short(err)}") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
+        raise _unreachable(url, err) from None
+    except requests.exceptions.InvalidHeader as err:
+        raise DownloadError(f"{urlsplit(url).hostname} sent a malformed answer ({short(err)}); "
+                            "the file cannot be trusted from this server") from None
+    except (requests.exceptions.RequestException, ValueError) as err:
+        raise DownloadError(f"cannot download from {urlsplit(url).hostname}: {short(err)}") from None
+
+
+def remember_url_secrets(url: str) -> None:
+    """Register a URL's credential query values, so a server echoing them back is scrubbed everywhere."""
+    redact_url(url)
 
 
 def explained(remote: RemoteFile, status: int, headers, body: bytes, url: str) -> Optional[Exception]:

@@ -87,7 +87,7 @@ def test_failures_exit_1_with_one_line_each(server, tmp_path):
 
 def test_bad_input_messages(tmp_path):
     out = run_cli("download", "--dir", str(tmp_path), "--type", "wizard", "http://127.0.0.1:9/x")
-    assert out.returncode == 1 and "unknown model type 'wizard'" in out.stderr
+    assert out.returncode == 2 and "unknown model type 'wizard'" in out.stderr  # a usage error, like the others
     out = run_cli("download", "--dir", str(tmp_path), "--sha256", "xyz", "http://127.0.0.1:9/x")
     assert out.returncode == 1 and "not a sha256" in out.stderr
     out = run_cli("download", "--name", "a", "http://a/x", "http://b/y")
@@ -174,3 +174,14 @@ def test_bare_civitai_version_id_with_source_flag(civitai, model_bytes, models, 
         hashlib.sha256(model_bytes["lora"]).digest()
     assert cli.main(["download", "--source", "civitai", "--dir", str(models), "99999"]) == 1
     assert "does not exist or was removed" in capsys.readouterr().err
+
+
+def test_verbose_is_accepted_after_the_command_and_help_lists_links_and_tokens(server, tmp_path):
+    server.route("/v.safetensors", Route(body=BODY))
+    out = run_cli("download", "-v", "--dir", str(tmp_path), server.url("/v.safetensors"))
+    assert out.returncode == 0, out.stderr
+    assert "[colab_sd] INFO" in out.stderr  # the verbose logs are on (quiet runs show warnings only)
+    assert (tmp_path / "other" / "v.safetensors").read_bytes() == BODY
+    shown = run_cli("download", "--help").stdout
+    for word in ("civitai:V", "huggingface.co", "drive.google.com", "CIVITAI_TOKEN", "HF_TOKEN", "exit status"):
+        assert word in shown, word

@@ -589,7 +589,7 @@ def test_cli_generate_bad_input_is_one_line(library, capsys):
 
 
 def test_importing_the_cli_and_listing_samplers_does_not_import_torch():
-    code = ("import sys, colab_sd.generation.cli, colab_sd.generation as g; "
+    code = ("import sys, colab_sd.cli.generate, colab_sd.generation as g; "
             "assert g.SAMPLERS; g.GenerationRequest(model='x', prompt='y').validate(); "
             "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import colab_sd
 from colab_sd import cli
 from colab_sd.tokens import TokenStore
@@ -57,8 +59,9 @@ def test_empty_missing_and_bad_type(tmp_path, capsys):
     assert "does not exist yet" in capsys.readouterr().err
     assert cli.main(["models", "--dir", str(tmp_path / "nowhere"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
-    assert cli.main(["models", "--dir", str(tmp_path), "--type", "sampler"]) == 1
-    assert "unknown model type 'sampler'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # a usage error: argparse's exit status 2
+        cli.main(["models", "--dir", str(tmp_path), "--type", "sampler"])
+    assert exited.value.code == 2 and "unknown model type 'sampler'" in capsys.readouterr().err
 
 
 def test_registered_in_the_real_command(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("jupyterlab")
 
 from colab_sd.library import KINDS  # noqa: E402
-from colab_sd.ui import cli  # noqa: E402
+from colab_sd.cli import app as cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from .. import __version__
+from .._version import __version__
 from ..errors import GenerationError, InputError
 from ..events import Completed, Info, StepProgress, guard
 from . import metadata

@@ -1,13 +1,14 @@
 """`colab-sd generate`: options, and a handler that imports torch/diffusers only when it runs."""
 from __future__ import annotations
 
+import argparse
 import sys
 
-from .samplers import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, SAMPLERS, SCHEDULES
+from ..generation.samplers import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, SAMPLERS, SCHEDULES
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("generate", help="generate images with a checkpoint from the library",
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("generate", help="generate images with a checkpoint from the library",
                        description="Generate images (txt2img, or img2img with --init) and save them as PNGs with "
                                    "A1111 metadata; prints the saved paths.")
     p.add_argument("--model", "-m", required=True,
@@ -38,6 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", dest="outputs_dir", help="outputs folder (default: $COLAB_SD_OUTPUTS, /content/outputs in Colab, ./outputs)")
     p.add_argument("--json", action="store_true", help="print one JSON event per line on stdout")
     p.set_defaults(handler=run)
+    return p
 
 
 class _StepBar:
@@ -72,7 +74,7 @@ class _StepBar:
 
 def run(args) -> int:
     from ..events import JsonLines
-    from . import generate
+    from ..generation import generate
 
     listener = JsonLines(sys.stdout) if args.json else _StepBar(sys.stderr)
     try:

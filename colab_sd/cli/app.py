@@ -5,6 +5,7 @@ next to it, and starts JupyterLab there on the loopback interface (with Jupyter'
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -12,6 +13,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from .common import EXIT_FAILED, fail
 
 NOTEBOOK_NAME = "colab_sd.ipynb"
 
@@ -84,20 +87,19 @@ def jupyter_command(folder: Path, port: int, open_browser: bool) -> list[str]:
     return cmd
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("app", help="open the notebook app locally (JupyterLab on 127.0.0.1)",
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("app", help="open the notebook app locally (JupyterLab on 127.0.0.1)",
                        description="Write colab_sd.ipynb into FOLDER (models in FOLDER/models unless --dir) and open "
                                    "it in JupyterLab on 127.0.0.1. Run its cell to get the app.")
     p.add_argument("folder", nargs="?", default=".", help="where the notebook goes (default: the current folder)")
     p.add_argument("--dir", dest="models_dir", help="models root (default: FOLDER/models, or $COLAB_SD_HOME)")
     p.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888; the next free one is used)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address instead)")
-    p.set_defaults(handler=_run)
+    p.set_defaults(handler=run)
+    return p
 
 
-def _run(args) -> int:
-    from ..cli import EXIT_FAILED, fail
-
+def run(args) -> int:
     if importlib.util.find_spec("jupyterlab") is None:
         fail("the app needs JupyterLab: pip install jupyterlab (or run bash scripts/app.sh, which sets everything up)")
         return EXIT_FAILED

@@ -3,28 +3,30 @@
 One line per model: kind, name, size, base model and trigger words (from the sidecars); `--json`
 prints one JSON array instead. `--identify` first asks CivitAI, by sha256, about model files
 whose sidecar has no CivitAI details (files from Drive, direct links, copied by hand) and records
-their trigger words and base model. `colab_sd.cli` registers this subcommand through `add_parser`.
+their trigger words and base model.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
-from .library import list_models, models_root, normalize_kind
+from .download import kind_option
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("models", help="list the models library",
-                       description="List the models under DIR: kind, name, size, base model, trigger words.")
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("models", help="list the models library",
+                              description="List the models under DIR: kind, name, size, base model, trigger words.")
     p.add_argument("--dir", dest="models_dir",
                    help="models root (default: $COLAB_SD_HOME, /content/models in Colab, ./models)")
-    p.add_argument("--type", dest="kind", help="only this kind: checkpoint, lora, vae, embedding, controlnet, "
-                                               "upscaler, other")
+    p.add_argument("--type", dest="kind", type=kind_option,
+                   help="only this kind: checkpoint, lora, vae, embedding, controlnet, upscaler, other")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.add_argument("--identify", action="store_true",
                    help="look up files without CivitAI details on CivitAI by their sha256 and record their "
                         "trigger words and base model")
     p.set_defaults(handler=run)
+    return p
 
 
 def human_size(n: int) -> str:
@@ -37,8 +39,10 @@ def human_size(n: int) -> str:
 
 
 def run(args) -> int:
+    from ..library import list_models, models_root
+
     root = models_root(args.models_dir)
-    kinds = [normalize_kind(args.kind)] if args.kind and normalize_kind(args.kind) else None
+    kinds = [args.kind] if args.kind and args.kind != "auto" else None
     entries = list_models(root, kinds) if root.is_dir() else []
     if args.identify and entries:
         identify(entries)
@@ -62,10 +66,10 @@ def run(args) -> int:
 
 def identify(entries) -> None:
     """Ask CivitAI about each model file whose sidecar has no CivitAI details; report on stderr."""
-    from .library import update_sidecar
-    from .sources import civitai
-    from .tokens import TokenStore
-    from .transfer import file_sha256
+    from ..library import update_sidecar
+    from ..sources import civitai
+    from ..tokens import TokenStore
+    from ..transfer import file_sha256
 
     tokens = TokenStore()
     for entry in entries:

@@ -1,0 +1,56 @@
+"""The `colab-sd` parser and entry point.
+
+Adding a command: write `colab_sd/cli/<name>.py` with `add_parser(subparsers) -> ArgumentParser` (setting
+`handler=` through `set_defaults`; heavy imports only inside the handler) and add the module to `COMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional
+
+from .._version import __version__
+from ..errors import ColabSDError
+from . import app, download, generate, models
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, fail, setup_logging
+
+# Commands in help order: one line each.
+COMMANDS = [
+    download,
+    models,
+    generate,
+    app,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="colab-sd",
+                                     description="Stable Diffusion workstation: verified model downloads and generation.")
+    parser.add_argument("--version", action="version", version=f"colab-sd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show detailed logs (and tracebacks) on stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    for sub in set(subparsers.choices.values()):
+        # `-v` after the command too (`colab-sd download -v URL`); SUPPRESS keeps a `-v` given before it.
+        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="show detailed logs (and tracebacks) on stderr")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run `colab-sd` with `argv` (default: sys.argv[1:]); returns the exit status (0, 1, 2 usage, 130)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    setup_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        fail("interrupted")
+        return EXIT_INTERRUPTED
+    except ColabSDError as err:
+        fail(err)
+        return EXIT_FAILED
