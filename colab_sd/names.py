@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from email.message import Message
 from typing import Mapping, Optional
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import InputError
+from .tokens import redact
 
 MAX_NAME_BYTES = 200  # well under the usual 255-byte limit, leaving room for ".part" / ".json"
 _TEMP_SUFFIXES = (".part", ".part.json", ".part.lock")
@@ -28,32 +28,56 @@ def _repair_mojibake(name: str) -> str:
     return fixed
 
 
+def _disposition_params(value: str) -> dict[str, str]:
+    """The parameters of a Content-Disposition value (RFC 6266): tokens, or quoted-strings whose
+    backslash escapes are undone (`"f\\oo"` is `foo`); names in lower case; the first of each wins."""
+    params: dict[str, str] = {}
+    i, n = 0, len(value)
+    while i < n:
+        semi = value.find(";", i)
+        if semi < 0:
+            break
+        i = semi + 1
+        m = re.compile(r"\s*([^\s=;]+)\s*=\s*").match(value, i)
+        if not m:
+            continue
+        key, i = m.group(1).lower(), m.end()
+        if i < n and value[i] == '"':
+            out, i = [], i + 1
+            while i < n and value[i] != '"':
+                if value[i] == "\\" and i + 1 < n:
+                    i += 1
+                out.append(value[i])
+                i += 1
+            i += 1  # the closing quote
+            val = "".join(out)
+        else:
+            end = value.find(";", i)
+            end = n if end < 0 else end
+            val, i = value[i:end].strip(), end
+        params.setdefault(key, val)
+    return params
+
+
 def from_content_disposition(value: Optional[str]) -> Optional[str]:
     """The file name a Content-Disposition header gives (`filename*=` wins over `filename=`), unsanitised."""
     if not value:
         return None
-    # RFC 5987 extended value first: filename*=UTF-8''na%C3%AFve.safetensors
-    ext = re.search(r"filename\*\s*=\s*([^;]+)", value, re.IGNORECASE)
-    if ext:
-        raw = ext.group(1).strip().strip('"')
-        charset, _, rest = raw.partition("'")
+    # The parser starts after the disposition type; a value without one (`filename=x.bin`) starts at once.
+    params = _disposition_params(";" + value if "=" in value.split(";", 1)[0] else value)
+    ext = params.get("filename*")
+    if ext:  # RFC 5987 extended value: UTF-8''na%C3%AFve.safetensors
+        charset, _, rest = ext.strip('"').partition("'")
         _, _, encoded = rest.partition("'")
         if encoded or rest:
             try:
                 return unquote(encoded or rest, encoding=charset or "utf-8", errors="strict")
             except (LookupError, UnicodeDecodeError):
                 return unquote(encoded or rest, encoding="latin-1")
-    msg = Message()
-    msg["content-disposition"] = value
-    name = msg.get_param("filename", header="content-disposition")
-    if name is None:
-        plain = re.search(r"filename\s*=\s*([^;]+)", value, re.IGNORECASE)
-        name = plain.group(1).strip() if plain else None
-    if isinstance(name, tuple):  # email.message decoded an RFC 2231 value
-        name = name[2]
+    name = params.get("filename")
     if not name:
         return None
-    name = name.strip().strip('"').strip("'")
+    name = name.strip().strip("'")
     if "%" in name and re.search(r"%[0-9A-Fa-f]{2}", name):
         name = unquote(name)
     return _repair_mojibake(name)
@@ -89,6 +113,8 @@ def sanitize(name: str) -> str:
     name = name.strip().strip(".").strip()
     if not name or name in (".", ".."):
         return ""
+    # A leading dash reads as an option to every shell command the user may run on the file.
+    name = re.sub(r"^-+", lambda m: "_" * len(m.group(0)), name)
     stem, dot, ext = name.rpartition(".")
     if (stem if dot else name).lower() in _WINDOWS_RESERVED:
         name = "_" + name
@@ -130,7 +156,7 @@ def choose(response_headers: Mapping[str, str], final_url: str, *, fallback: Opt
     ]
     for candidate in candidates:
         if candidate:
-            safe = sanitize(candidate)
+            safe = sanitize(redact(candidate))  # a token a server echoes back never becomes a file name
             if safe:
                 return safe
     host = urlsplit(final_url).hostname or "download"

@@ -9,7 +9,8 @@ does). The pieces:
 - `PrefixHasher`: sha256 of the contiguous finished prefix, computed while the download runs, so
   verification costs almost nothing at the end.
 
-The HTTP side (opening ranges, retries, re-resolving expired signed URLs) lives in transfer.py.
+`SegmentRunner` opens the ranges (each retried on its own, an expired signed URL re-resolved) and
+refuses any answer of another version of the file than the one the download started with.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from urllib.parse import urlsplit
 
 from .errors import DownloadCancelled
 from .events import Info
-from .http import Retryable, backoff, new_session, open_stream, parse_content_range, raise_for_status, same_origin, short
+from .http import (PROGRESS_CREDIT, Changed, Retryable, SpeedRule, backoff, check_same_version, may_send_credentials,
+                   new_session, open_stream, parse_content_range, raise_for_status, short)
 
 ALIGN = 64 * 1024  # split points on 64 KiB boundaries: friendlier to disks and caches
 PIECES_PER_CONNECTION = 8  # at 16 connections and 1 GiB: 8 MiB pieces, a 128 MiB window left to hash at the end
@@ -342,20 +344,27 @@ class SegmentRunner:
     # -- one segment ------------------------------------------------------------------------------
 
     def _fill(self, session, seg: Segment, resp=None, head: bytes = b"") -> None:
-        """Stream `seg` to its end, retrying on its own; a persistent failure stops the whole pool."""
+        """Stream `seg` to its end, retrying on its own; a persistent failure stops the whole pool.
+
+        A failure after real progress (PROGRESS_CREDIT bytes) does not count against the retries.
+        """
         failures = 0
         while not seg.finished and not self.stop.is_set():
+            before = seg.done
             try:
                 if resp is None:
                     resp = self._open(session, seg)
                 self._pump(seg, resp, head)
+            except Changed:
+                raise
             except Retryable as err:
+                if err.progressed is not False and seg.done - before >= PROGRESS_CREDIT:
+                    failures = 0
                 failures += 1
                 if failures > self.options.retries:
                     raise
                 wait = backoff(failures, self.options, err.wait)
-                self.emit(Info(f"one connection: {err.reason}; retrying its part in {wait:.1f}s",
-                                          job=self.job))
+                self.emit(Info(f"one connection: {err.reason}; retrying its part in {wait:.1f}s", job=self.job))
                 if self.stop.wait(wait):
                     return
             finally:
@@ -370,7 +379,7 @@ class SegmentRunner:
             headers["If-Range"] = self.validator
         url = self.url
         sent = dict(headers)
-        if same_origin(url, self.remote.url):
+        if may_send_credentials(url, self.remote.url):
             sent.update(self.remote.headers)
         try:
             resp = session.get(url, headers=sent, stream=True, allow_redirects=False,
@@ -387,6 +396,11 @@ class SegmentRunner:
             self.emit(Info("the download link expired; got a fresh one", job=self.job))
         if resp.status_code == 206:
             start, _end, total = parse_content_range(resp.headers.get("Content-Range"))
+            try:
+                check_same_version(resp.headers, self.validator, self.plan.total, total)
+            except Changed:
+                resp.close()
+                raise
             if start != seg.pos or (total is not None and total != self.plan.total):
                 resp.close()
                 with self._lock:
@@ -407,6 +421,8 @@ class SegmentRunner:
         raise Retryable(f"unexpected answer {resp.status_code}")  # pragma: no cover - raise_for_status raised
 
     def _pump(self, seg: Segment, resp, head: bytes) -> None:
+        rule = SpeedRule(self.options.low_speed_limit, self.options.low_speed_time)
+        read1 = resp.raw.read1
         data = head
         while True:
             if data:
@@ -424,12 +440,13 @@ class SegmentRunner:
             want = min(self.options.chunk_size, self.plan.end_of(seg) - seg.pos)
             if want <= 0:
                 return
-            try:
-                data = resp.raw.read(want, decode_content=False)
+            try:  # read1: what has arrived, so that a trickle is seen by the speed rule instead of blocking
+                data = read1(want, decode_content=False)
             except Exception as err:
                 raise Retryable(f"connection lost: {short(err)}") from None
             if not data:
                 raise Retryable("the connection closed early")
+            rule.feed(len(data))
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

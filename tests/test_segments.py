@@ -230,7 +230,9 @@ def test_wrong_range_in_206_is_detected_and_never_written(server, tmp_path, acti
     result, events = get(server, "/w.safetensors", tmp_path)
     assert_only(tmp_path, "w.safetensors")
     assert len(origin.hit) == 1
-    assert any("wrong range" in e.message or "wrong place" in e.message for e in events.of(ev.Info))
+    # a wrong start is that range's glitch; a wrong total is another version of the file: start over
+    assert any("wrong range" in e.message or "wrong place" in e.message or "is now" in e.message
+               for e in events.of(ev.Info))
 
 
 def test_range_always_answered_from_zero_is_detected(server, tmp_path):

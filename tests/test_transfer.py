@@ -35,6 +35,12 @@ def sha_of(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def single_state(server, path, folder, name, **fields):
+    """The state a one-stream download of `path` saved beside its `.part`."""
+    from colab_sd.partfile import PartState
+    PartState(mode="single", name=name, origin=server.url(path), **fields).save(folder / (name + ".part.json"))
+
+
 # ---------------------------------------------------------------------------------------------- names
 
 
@@ -136,7 +142,7 @@ def test_range_ignored_restarts_cleanly(server, tmp_path):
 def test_416_with_complete_part_finishes(server, tmp_path):
     server.route("/f.safetensors", Route(body=BODY))
     (tmp_path / "f.safetensors.part").write_bytes(BODY)
-    (tmp_path / "f.safetensors.part.json").write_text(json.dumps({"validator": None, "total": len(BODY)}))
+    single_state(server, "/f.safetensors", tmp_path, "f.safetensors", total=len(BODY))
     result, _ = fetch_with_name(server, tmp_path, "/f.safetensors", "f.safetensors")
     assert sha_of(result.path) == SHA
     assert server.hits("/f.safetensors")[0]["headers"]["Range"] == f"bytes={len(BODY)}-"
@@ -146,7 +152,7 @@ def test_416_with_complete_part_finishes(server, tmp_path):
 def test_416_with_oversized_part_restarts(server, tmp_path):
     server.route("/f.safetensors", Route(body=BODY))
     (tmp_path / "f.safetensors.part").write_bytes(BODY + b"garbage-garbage")
-    (tmp_path / "f.safetensors.part.json").write_text(json.dumps({"validator": None, "total": len(BODY)}))
+    single_state(server, "/f.safetensors", tmp_path, "f.safetensors", total=len(BODY))
     result, _ = fetch_with_name(server, tmp_path, "/f.safetensors", "f.safetensors")
     assert sha_of(result.path) == SHA
     assert listing(tmp_path) == ["f.safetensors"]
