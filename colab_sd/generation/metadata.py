@@ -1,147 +1,111 @@
-"""A1111 "parameters" text (what CivitAI and A1111 read from a PNG), model hashes, and output files.
+"""Model hashes as A1111 writes them into the infotext, and the output files (paths, PNG saving).
 
-    a photo of a cat <lora:film:0.8>
-    Negative prompt: blurry
-    Steps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1234, Size: 512x768,
-    Model hash: 6ce0161689, Model: dreamshaper_8, Lora hashes: "film: 0123456789", Version: colab_sd 0.1.0
-
-(one line after "Negative prompt", wrapped here). Hashes are AutoV2: the first 10 hex digits of the file's sha256,
-taken from the library sidecar when the download recorded it, else computed once and written back to it.
+Hashes (A1111 modules/hashes.py, lora network.py; CivitAI's AutoV1/V2/V3): `Model hash` / `VAE hash` = AutoV2, the
+first 10 hex of the file's sha256; `TI hashes` = 12 hex of the file's sha256; `Lora hashes` = AutoV3, 12 hex of the
+safetensors "addnet" hash (sha256 of the file after its 8-byte length and JSON header). The sha256 comes from the
+library sidecar when the download recorded it, else it is computed once and written back to the sidecar.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import os
 import re
+import struct
 import threading
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
-from ..library import read_sidecar, write_sidecar
+from .. import infotext as _infotext
+from ..library import read_sidecar, update_sidecar
+from ..transfer import file_sha256
 from .. import hosts
 from ..tokens import in_colab
 
-# ---------------------------------------------------------------------------------------------- infotext
-
-
-def _quote(value: object) -> str:
-    """A1111's rule: a value holding a comma, colon, quote or newline is written as a JSON string."""
-    text = str(value)
-    if any(c in text for c in ',\n:"'):
-        return json.dumps(text, ensure_ascii=False)
-    return text
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-def build_parameters(prompt: str, negative: str, params: dict) -> str:
-    """The `parameters` text: prompt, "Negative prompt:" line, then `Key: value` pairs in the order given.
-
-    None values are left out.
-    """
-    lines = [prompt]
-    if negative:
-        lines.append(f"Negative prompt: {negative}")
-    pairs = []
-    for key, value in params.items():
-        if value is None or value == "":
-            continue
-        if isinstance(value, float):
-            value = _number(value)
-        pairs.append(f"{key}: {_quote(value)}")
-    lines.append(", ".join(pairs))
-    return "\n".join(lines)
-
-
-_PARAM = re.compile(r'\s*([\w][\w \-/+]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
-
-
-def parse_parameters(text: str) -> dict:
-    """The inverse of `build_parameters` (the same reading A1111's "PNG Info" does).
-
-    Returns {"prompt", "negative_prompt", and each key: value}; quoted values are unquoted, numbers stay strings.
-    """
-    lines = text.strip().split("\n")
-    last = lines[-1] if lines else ""
-    params_line = ""
-    if len(_PARAM.findall(last)) >= 3:
-        params_line = last
-        lines = lines[:-1]
-    prompt, negative, in_negative = [], [], False
-    for line in lines:
-        if line.startswith("Negative prompt:"):
-            in_negative = True
-            line = line[len("Negative prompt:"):].strip()
-        (negative if in_negative else prompt).append(line)
-    result = {"prompt": "\n".join(prompt), "negative_prompt": "\n".join(negative)}
-    for key, value in _PARAM.findall(params_line):
-        value = value.strip()
-        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
-            try:
-                value = json.loads(value)
-            except ValueError:
-                value = value[1:-1]
-        result[key.strip()] = value
-    return result
-
-
-def parse_hash_list(value: str) -> dict[str, str]:
-    """`"name: hash, name2: hash"` (the Lora hashes / TI hashes value) as a dict."""
-    out = {}
-    for part in value.split(","):
-        name, _, digest = part.strip().rpartition(":")
-        if name:
-            out[name.strip()] = digest.strip()
-    return out
+# The infotext itself (writing and reading) lives in colab_sd.infotext; these names stay for the engine and callers.
+build_parameters, parse_parameters, parse_hash_list, hash_list = (_infotext.build_parameters, _infotext.parse_parameters,
+                                                                  _infotext.parse_hash_list, _infotext.hash_list)
 
 
 # ---------------------------------------------------------------------------------------------- hashes
 
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+_HASH_CACHE: dict[tuple[str, str, int, int], str] = {}
 _HASH_LOCK = threading.Lock()
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def file_sha256(path: os.PathLike | str, chunk: int = 1 << 22) -> str:
+def _cached_hash(path: Path, field: str, compute: bool, digest) -> Optional[str]:
+    """A full sha256 hex kept in the sidecar under `field` (trusted: the download verified it), else computed
+    by `digest(path)` once, remembered and written back so that a 6 GB checkpoint is hashed once, not per image."""
+    if not path.is_file():
+        return None
+    known = str(read_sidecar(path).get(field) or "").strip().lower()
+    if _HEX64.fullmatch(known):
+        return known
+    stat = path.stat()
+    key = (field, str(path.resolve()), stat.st_size, int(stat.st_mtime))
+    with _HASH_LOCK:
+        if key in _HASH_CACHE:
+            return _HASH_CACHE[key]
+    if not compute:
+        return None
+    value = digest(path)
+    with _HASH_LOCK:
+        _HASH_CACHE[key] = value
+    try:
+        update_sidecar(path, {field: value})
+    except OSError:  # a read-only folder (a shared Drive): the in-memory cache still saves the rework
+        pass
+    return value
+
+
+def sha256_of(path: os.PathLike | str, compute: bool = True) -> Optional[str]:
+    """The file's sha256 (64 hex); None for folders, or when unknown and `compute` is False."""
+    return _cached_hash(Path(path), "sha256", compute, lambda p: file_sha256(p).hexdigest())
+
+
+def autov2(path: os.PathLike | str, compute: bool = True) -> Optional[str]:
+    """AutoV2 (`Model hash`): the first 10 hex of the file's sha256."""
+    sha = sha256_of(path, compute)
+    return sha[:10] if sha else None
+
+
+def autov1(path: os.PathLike | str) -> Optional[str]:
+    """AutoV1 (old 8-hex `Model hash`): sha256 of the 64 KiB at offset 1 MiB. Cheap: no caching."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0x100000)
+            return hashlib.sha256(fh.read(0x10000)).hexdigest()[:8]
+    except OSError:
+        return None
+
+
+def _addnet_sha256(path: Path) -> str:
+    """sha256 of a safetensors file's tensor bytes (after the 8-byte header length and the JSON header)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
+        header = fh.read(8)
+        length = struct.unpack("<Q", header)[0] if len(header) == 8 else 0
+        fh.seek(8 + length)
+        while block := fh.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
 
 
-def autov2(path: os.PathLike | str, compute: bool = True) -> Optional[str]:
-    """AutoV2 hash of a model file (10 hex); None for folders, or when unknown and `compute` is False.
-
-    The sidecar's sha256 is trusted (the download verified it); a computed one is written back to the sidecar
-    so that a 6 GB checkpoint is hashed once, not on every image.
-    """
+def lora_hash(path: os.PathLike | str, compute: bool = True) -> Optional[str]:
+    """AutoV3 (`Lora hashes`): 12 hex of the addnet hash for .safetensors, of the file's sha256 otherwise (A1111)."""
     path = Path(path)
-    if not path.is_file():
-        return None
-    sha = (read_sidecar(path).get("sha256") or "").strip().lower()
-    if re.fullmatch(r"[0-9a-f]{64}", sha):
-        return sha[:10]
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, int(stat.st_mtime))
-    with _HASH_LOCK:
-        if key in _HASH_CACHE:
-            return _HASH_CACHE[key][:10]
-    if not compute:
-        return None
-    sha = file_sha256(path)
-    with _HASH_LOCK:
-        _HASH_CACHE[key] = sha
-    try:
-        meta = read_sidecar(path)
-        meta["sha256"] = sha
-        write_sidecar(path, meta)
-    except OSError:  # a read-only folder (a shared Drive): the in-memory cache still saves the rework
-        pass
-    return sha[:10]
+    if path.suffix.lower() != ".safetensors":
+        sha = sha256_of(path, compute)
+        return sha[:12] if sha else None
+    value = _cached_hash(path, "addnet_sha256", compute, _addnet_sha256)
+    return value[:12] if value else None
+
+
+def embedding_hash(path: os.PathLike | str, compute: bool = True) -> Optional[str]:
+    """`TI hashes`: 12 hex of the file's sha256 (A1111 textual_inversion.py)."""
+    sha = sha256_of(path, compute)
+    return sha[:12] if sha else None
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -195,15 +159,7 @@ def save_png(image, path: os.PathLike | str, parameters: str) -> Path:
 
 
 def read_png_parameters(path: os.PathLike | str) -> Optional[str]:
-    """The `parameters` text of a PNG, or None."""
-    from PIL import Image
+    """The `parameters` text of an image file, or None (colab_sd.infotext reads it, without Pillow for PNG)."""
+    from ..infotext.files import read_raw
 
-    with Image.open(path) as img:
-        img.load()
-        return img.info.get("parameters") or (getattr(img, "text", {}) or {}).get("parameters")
-
-
-def hash_list(items: Iterable[tuple[str, Optional[str]]]) -> Optional[str]:
-    """`name: hash, …` for the items with a known hash, or None."""
-    parts = [f"{name}: {digest}" for name, digest in items if digest]
-    return ", ".join(parts) or None
+    return read_raw(path).texts.get("parameters")
