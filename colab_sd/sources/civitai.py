@@ -7,6 +7,7 @@ the token as a Bearer header that only the CivitAI host ever sees.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from ..civitai.client import BAD_TOKEN, NEEDS_TOKEN, Client
+from ..civitai.client import endpoint_override as endpoint_override  # noqa: F401 (part of this module's face)
+from ..civitai.client import is_civitai_host as is_civitai_host
 from ..errors import AuthError, InputError, NotFoundError
+from ..events import Info
 from ..remote import RemoteFile
 from ..tokens import Token, TokenStore, remember_secret, redact_url
-from .hosts import env_endpoint, on_hosts
-from .metadata import get_json
 
 log = logging.getLogger("colab_sd.sources.civitai")
 
@@ -26,11 +29,6 @@ NAME = "civitai"
 DEFAULT_ENDPOINT = "https://civitai.com"
 # The site and its mirrors; the host of $CIVITAI_ENDPOINT is added at call time.
 HOSTS = ("civitai.com", "civitai.red", "civitai.green")
-
-NEEDS_TOKEN = ("this model needs a CivitAI API token: set CIVITAI_TOKEN or enter it in the Tokens panel "
-               "(civitai.com → Account settings → API keys)")
-BAD_TOKEN = ("CivitAI rejected the API token ({origin}): check CIVITAI_TOKEN or the Tokens panel "
-             "(civitai.com → Account settings → API keys)")
 
 # CivitAI model.type → library kind (see the reference's table).
 _TYPE_KIND = {
@@ -53,19 +51,6 @@ class CivitaiRef:
     filters: Mapping[str, str] = field(default_factory=dict)  # type / format / size / fp of /api/download
     base: Optional[str] = None  # scheme://host of the pasted URL (a mirror), None for urn / shorthand
     token: Optional[str] = field(default=None, repr=False)  # a `?token=` the user pasted (used, never shown)
-
-
-# ---------------------------------------------------------------------------------------------- hosts
-
-
-def endpoint_override() -> Optional[str]:
-    """`$CIVITAI_ENDPOINT` without a trailing slash (a local fake, a self-hosted mirror), or None."""
-    return env_endpoint("CIVITAI_ENDPOINT")
-
-
-def is_civitai_host(url: str) -> bool:
-    """True when `url` is on CivitAI, a mirror, or the `$CIVITAI_ENDPOINT` host."""
-    return on_hosts(url, HOSTS, "CIVITAI_ENDPOINT", subdomains=True)
 
 
 _AIR = re.compile(r"^(?:urn:)?air:(?P<eco>[\w.-]+):(?P<type>[\w.-]+):civitai:(?P<model>\d+)(?:@(?P<version>\d+))?"
@@ -289,7 +274,11 @@ def make_explain(label: str, token: Optional[Token], early_access_ends: Optional
             return auth_error if not token else AuthError(f"CivitAI refused {label} for this token (403): "
                                                           "check that your account may download it")
         if status == 404:
-            return NotFoundError(f"CivitAI {label} does not exist or was removed (404); check the link")
+            # The version's details were just read, so the version exists: a 404 here is about this download
+            # link (CivitAI cannot match its file filters), never proof that the model was removed.
+            return NotFoundError(f"CivitAI found {label} but its download link {redact_url(final_url)} answered "
+                                 "404 (no file matches it); copy the file's link from the model page, or pick "
+                                 "another file of this version")
         return None
 
     return explain
@@ -304,25 +293,25 @@ def _is_login(url: str) -> bool:
 
 
 def api_base(ref: CivitaiRef) -> str:
-    """Where the API and downloads go: the override, else the pasted mirror, else civitai.com."""
+    """Where the API is asked first: the override, else the pasted mirror, else civitai.com."""
     return endpoint_override() or ref.base or DEFAULT_ENDPOINT
 
 
-def _file_query(f: Mapping[str, Any]) -> dict:
-    meta = f.get("metadata") or {}
-    query = {"type": f.get("type"), "format": meta.get("format"), "size": meta.get("size"), "fp": meta.get("fp")}
-    return {k: v for k, v in query.items() if v}
+def _download_url(base: str, version: Mapping[str, Any], f: Mapping[str, Any], ref: CivitaiRef) -> str:
+    """The chosen file's download link on `base` (the host that answered the metadata), without any token.
 
-
-def _download_url(base: str, version: Mapping[str, Any], f: Mapping[str, Any]) -> str:
-    """The chosen file's download link on `base` (a mirror or the override), without any token.
-
-    The link names the file by type/format/size/fp, as the site's own buttons do; when two files
-    share those, by `fileId`.
+    What the user gave is kept: their `fileId`, or their type/format/size/fp filters as written. A link that
+    named no file gets the bare version link when the primary file was chosen (the server serves the primary),
+    else the chosen file's own id. The link is never rebuilt into type/format/fp from the metadata: for a
+    version with bf16, fp8, int8 and GGUF files CivitAI answers such a rebuilt link with 404 (issue 12).
     """
-    query = _file_query(f)
-    twins = [g for g in version.get("files") or [] if _file_query(g) == query]
-    if len(twins) != 1 and f.get("id") is not None:
+    if ref.file_id is not None:
+        query = {"fileId": ref.file_id}
+    elif ref.filters:
+        query = dict(ref.filters)
+    elif f.get("primary") or f.get("id") is None:
+        query = {}
+    else:
         query = {"fileId": f["id"]}
     return f"{base}/api/download/models/{version['id']}" + (f"?{urlencode(query)}" if query else "")
 
@@ -336,29 +325,37 @@ def _auth(ref: CivitaiRef, tokens: Optional[TokenStore]) -> Optional[Token]:
     return token
 
 
-def fetch_version(ref: CivitaiRef, tokens: Optional[TokenStore] = None) -> Mapping[str, Any]:
-    """The one metadata call: the version the reference names (a model page → its newest version)."""
-    base = api_base(ref)
-    token = _auth(ref, tokens)
-    ask = dict(headers=token.header() if token else {}, service="CivitAI", trusted=is_civitai_host,
-               auth_error=AuthError(BAD_TOKEN.format(origin=token.origin) if token else NEEDS_TOKEN))
+def _client(ref: CivitaiRef, tokens: Optional[TokenStore]) -> Client:
+    if (tokens is None or tokens.get("civitai") is None) and ref.token:
+        # A `?token=` pasted in the link (and no other token): the client sends it as a header, never in a URL.
+        return Client(TokenStore(civitai=ref.token, use_colab=False))
+    return Client(tokens)
+
+
+def fetch_version_from(ref: CivitaiRef, tokens: Optional[TokenStore] = None) -> tuple[Mapping[str, Any], str]:
+    """The one metadata call (cached, every host): the version the reference names (a model page → its newest
+    version) and the base URL of the host that answered."""
+    client = _client(ref, tokens)
+    link = ref.base + "/" if ref.base else None
     if ref.version_id is not None:
-        return get_json(f"{base}/api/v1/model-versions/{ref.version_id}", **ask,
-                        missing=f"CivitAI has no model version {ref.version_id} (it does not exist or was "
-                                "removed); check the link")
-    model = get_json(f"{base}/api/v1/models/{ref.model_id}", **ask,
-                     missing=f"CivitAI has no model {ref.model_id} (it does not exist or was removed); check the link")
+        return client.version(ref.version_id, link=link)
+    model, base = client.model(ref.model_id, link=link)
     version = dict(newest_version(model))
     # A version inside /models/{id} lacks its parent's summary: add it so both paths give the same metadata.
     version.setdefault("modelId", model.get("id"))
     version.setdefault("model", {"name": model.get("name"), "type": model.get("type"), "nsfw": model.get("nsfw")})
-    return version
+    return version, base
+
+
+def fetch_version(ref: CivitaiRef, tokens: Optional[TokenStore] = None) -> Mapping[str, Any]:
+    """The version the reference names (see `fetch_version_from`)."""
+    return fetch_version_from(ref, tokens)[0]
 
 
 def resolve(url: str, tokens: Optional[TokenStore] = None, *, notes: Optional[list] = None) -> RemoteFile:
     """Resolve a CivitAI reference to the one RemoteFile to fetch (kind, file, sha256, metadata)."""
     ref = parse(url)
-    version = fetch_version(ref, tokens)
+    version, base = fetch_version_from(ref, tokens)
     if ref.model_id is not None and version.get("modelId") not in (None, ref.model_id):
         raise InputError(f"CivitAI version {version.get('id')} belongs to model {version.get('modelId')}, "
                          f"not {ref.model_id}; copy the link again from the model page")
@@ -377,14 +374,37 @@ def resolve(url: str, tokens: Optional[TokenStore] = None, *, notes: Optional[li
     token = _auth(ref, tokens)
     early = version.get("earlyAccessEndsAt") if version.get("availability") == "EarlyAccess" else None
     return RemoteFile(
-        url=_download_url(api_base(ref), version, f),
+        url=_download_url(base, version, f, ref),
         filename=f.get("name"),
         sha256=sha,
         headers=token.header() if token else {},
         kind=kind,
         meta=sidecar_meta(version, f, kind),
         explain=make_explain(label, token, _deadline({"deadline": early}) if early else None),
+        fetcher=_fetch_with_preview(version),
     )
+
+
+def _fetch_with_preview(version: Mapping[str, Any]):
+    """The engine's fetch, then the version's preview image saved beside the file (best effort, no token)."""
+
+    def fetcher(remote: RemoteFile, dest, *, name=None, on_event=None, cancel=None, options=None, job=None):
+        from ..civitai.local import preview_path, save_preview
+        from ..transfer import fetch
+
+        result = fetch(dataclasses.replace(remote, fetcher=None), dest, name=name, on_event=on_event, cancel=cancel,
+                       options=options, job=job)
+        if preview_path(result.path) is None:
+            try:
+                saved = save_preview(result.path, version)
+            except Exception as err:  # a preview is a nicety: the model is what was asked for
+                log.info("no preview for %s: %s", result.path, err)
+            else:
+                if saved is not None and on_event is not None:
+                    on_event(Info(f"preview saved: {saved.name}", job=job))
+        return result
+
+    return fetcher
 
 
 # ---------------------------------------------------------------------------------------------- identify
@@ -397,14 +417,10 @@ def identify(sha256: str, tokens: Optional[TokenStore] = None) -> Optional[dict]
     value = (sha256 or "").strip().lower()
     if not re.fullmatch(r"[0-9a-f]{10,64}", value):
         raise InputError(f"{sha256!r} is not a file hash: give a sha256 (64 hex characters)")
-    base = endpoint_override() or DEFAULT_ENDPOINT
-    token = tokens.get("civitai") if tokens else None
-    try:
-        version = get_json(f"{base}/api/v1/model-versions/by-hash/{value}", headers=token.header() if token else {},
-                           service="CivitAI", trusted=is_civitai_host, missing="",
-                           auth_error=AuthError(BAD_TOKEN.format(origin=token.origin) if token else NEEDS_TOKEN))
-    except NotFoundError:
+    hit = Client(tokens).by_hash(value)  # asks every host before saying "unknown"
+    if hit is None:
         return None
+    version = hit[0]
     files = list(version.get("files") or [])
     f = next((g for g in files if file_sha256(g) == value), None) or \
         next((g for g in files if str((g.get("hashes") or {}).get("AutoV2", "")).lower() == value[:10]), None) or \

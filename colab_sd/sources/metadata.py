@@ -33,10 +33,8 @@ def get_json(url: str, *, headers: Optional[Mapping[str, str]] = None, service: 
     attempt = 0
     while attempt < (retries or RETRIES):
         attempt += 1
-        if attempt > 1:
+        if attempt > 1:  # never before the first request (issue 13 B6: every call used to wait 0.5 s)
             time.sleep(min(4.0, BACKOFF * 2 ** (attempt - 2)))
-        if attempt:
-            time.sleep(min(4.0, BACKOFF * 2 ** (attempt - 1)))
         try:
             with requests.get(url, headers={"Accept": "application/json", **dict(headers or {})},
                               timeout=TIMEOUT, allow_redirects=False) as r:
