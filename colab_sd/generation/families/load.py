@@ -1,0 +1,104 @@
+"""Loading a transformer family: a diffusers folder as it is, or a transformer-only file (safetensors or GGUF)
+plus its components (library first, else fetched) assembled on the family's config folder.
+
+The transformer comes through diffusers' `from_single_file` (its converters turn ComfyUI / original keys into
+diffusers' and read the file memory-mapped; a GGUF keeps its quantized weights packed, dequantized per layer in
+`compute_dtype`); the pipeline is then `Pipeline.from_pretrained(config_folder, transformer=…, text_encoder=…,
+vae=…)`, which reads only the tokenizers and the scheduler from the folder.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Optional
+
+from ...errors import GenerationError, InputError
+from ...events import Info
+from .. import components
+from .guards import clamp_fp16, vae_guard
+
+log = logging.getLogger("colab_sd.generation")
+
+
+def load_transformer(path: Path, fam, dtype, config: Path):
+    """The denoiser from one file: GGUF (packed, `GGUFQuantizationConfig(compute_dtype=dtype)`) or safetensors."""
+    import diffusers
+
+    from ..loader import dtype_kwarg
+
+    cls = getattr(diffusers, fam.transformer)
+    kw = {"config": str(config), "subfolder": "transformer", "local_files_only": True, dtype_kwarg(): dtype}
+    if path.suffix.lower() == ".gguf":
+        kw["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+    return cls.from_single_file(str(path), **kw)
+
+
+def gather(fam, root: Path, config: Path, emit: Callable, job: str, *, fetch: bool = True, tokens=None) -> dict:
+    """role → file for every component, from the library or fetched (announced first: what and how big)."""
+    found, absent = {}, []
+    for comp in fam.components:
+        path = components.find(comp, root, config)
+        if path is None:
+            absent.append(comp)
+        else:
+            found[comp.role] = path
+            emit(Info(f"{comp.label}: {path.name} from the library", job=job))
+    if absent:
+        what = components.describe(absent)
+        if not fetch:
+            raise InputError(f"{fam.name} needs {what}; not in the library and fetching is off: download them "
+                             f"into {root}/text_encoder and {root}/vae")
+        emit(Info(f"fetching {what} into {root}", job=job))
+        for comp in absent:
+            found[comp.role] = components.fetch(comp, root, on_event=emit, tokens=tokens)
+    return found
+
+
+def load_pipeline(ref, fam, dtype, config: Path, root: Path, emit: Callable, *, plan=None, tokens=None,
+                  fetch: bool = True):
+    """The family's text-to-image pipeline for a resolved model (see the module docstring)."""
+    import diffusers
+    import torch
+
+    from ..loader import dtype_kwarg, quiet_loading
+
+    cls = getattr(diffusers, fam.pipeline, None)
+    if cls is None:
+        raise GenerationError(f"this diffusers ({diffusers.__version__}) has no {fam.pipeline}: "
+                              f"pip install -U diffusers to generate with {fam.name}")
+    job = ref.name
+    if ref.format == "diffusers":
+        with quiet_loading():
+            pipe = cls.from_pretrained(str(ref.path), local_files_only=True, **{dtype_kwarg(): dtype})
+    else:
+        files = gather(fam, root, config, emit, job, fetch=fetch, tokens=tokens)
+        with quiet_loading():
+            parts = {"transformer": load_transformer(ref.path, fam, dtype, config)}
+        vae_dtype = torch.float32 if fam.vae_fp32 and dtype == torch.float16 else dtype
+        quant = _te_quantization(plan)
+        for comp in fam.components:
+            parts[comp.role] = components.load(comp, files[comp.role], config,
+                                               vae_dtype if comp.kind == "vae" else dtype,
+                                               None if comp.kind == "vae" else quant)
+        with quiet_loading():
+            pipe = cls.from_pretrained(str(config), local_files_only=True, **parts, **{dtype_kwarg(): dtype})
+    if fam.vae_fp32 and dtype == torch.float16 and pipe.vae.dtype != torch.float32:
+        pipe.vae.to(torch.float32)
+    if fam.fp16 == "guard" and dtype == torch.float16:
+        clamp_fp16(pipe.transformer)
+    vae_guard(pipe.vae, fam.name, {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32"))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _te_quantization(plan):
+    """transformers' BitsAndBytesConfig for the plan's 8/4-bit text encoders, or None."""
+    if plan is None or plan.text_encoder == "fp16":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if plan.text_encoder == "8-bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    import torch
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float16)
