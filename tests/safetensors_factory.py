@@ -8,7 +8,7 @@ Torch pickles (.ckpt/.pt/.pth) are written opcode by opcode exactly as `torch.sa
 `archive/data.pkl` + `archive/data/<n>`, or the legacy stream), so that `torch.load(weights_only=True)` reads
 them, without torch being needed to write them.
 
-Use: `from safetensors_factory import make_checkpoint, make_lora, …` (pytest puts tests/ on sys.path).
+Use: `from safetensors_factory import make_checkpoint, make_lora, …` (pyproject.toml puts tests/ on pytest's pythonpath).
 """
 from __future__ import annotations
 

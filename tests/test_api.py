@@ -10,7 +10,7 @@ from colab_sd.errors import AuthError, ColabSDError, InputError, NotFoundError
 from colab_sd.events import Collect, Completed, Error
 from colab_sd.tokens import TokenStore
 from fakes.civitai import FakeFile
-from fakes.fixtures import civitai, file_sha256, hub, model_bytes, sha256  # noqa: F401 (fixtures)
+from fakes.fixtures import file_sha256, sha256
 
 CIVITAI_CANARY = "fake-civitai-canary-token-0123456789"
 HF_CANARY = "hf_fake-canary-token-0123456789"

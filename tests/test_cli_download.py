@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-from fakes.fixtures import civitai, model_bytes  # noqa: F401 (fixtures)
 from servers import Route
 
 BODY = os.urandom(2 * 1024 * 1024 + 7)

@@ -11,7 +11,7 @@ from colab_sd.events import Collect, Completed, Info
 from colab_sd.library import read_sidecar
 from colab_sd.tokens import TokenStore
 from fakes.civitai import TOKEN, FakeFile
-from fakes.fixtures import civitai, file_sha256, model_bytes, sha256  # noqa: F401 (fixtures)
+from fakes.fixtures import file_sha256, sha256
 
 NEEDS_TOKEN = ("this model needs a CivitAI API token: set CIVITAI_TOKEN or enter it in the Tokens panel "
                "(civitai.com → Account settings → API keys)")
@@ -56,7 +56,9 @@ def _check(root, path, folder, name, data, *, version_id, file_id, source):
     assert side["civitai"]["model_id"] == 5000 and side["civitai"]["model_name"] == "Dreamy LoRA"
     assert side["base_model"] == "SD 1.5" and side["downloaded_at"].endswith("Z")
     assert side["family"] == "sd1" or version_id == 4999 or file_id == 5103
-    assert _files(root) == sorted([f"{folder}/{name}", f"{folder}/{name}.json"])
+    # The model, its sidecar and its preview (the version's first PG image, from the CDN at 450 px).
+    assert _files(root) == sorted([f"{folder}/{name}", f"{folder}/{name}.json", f"{folder}/{name}.preview.jpeg"])
+    assert (root / folder / f"{name}.preview.jpeg").read_bytes()[:3] == b"\xff\xd8\xff"
 
 
 FORMS = [
@@ -164,11 +166,15 @@ def test_early_access_says_until_when(civitai, model_bytes, models):
     assert _files(models) == []
 
 
-def test_removed_version_is_404(civitai, model_bytes, models):
+def test_a_download_404_never_calls_the_version_removed(civitai, model_bytes, models):
     civitai.add_version(model_id=8000, version_id=8001, model_name="Gone", model_type="LORA", removed=True,
                         files=[FakeFile(8101, "gone.safetensors", model_bytes["lora"])])
-    with pytest.raises(NotFoundError, match="does not exist or was removed"):
+    # The metadata call succeeded, so the version exists: the 404 is about the download link (issue 12).
+    with pytest.raises(NotFoundError) as info:
         colab_sd.download("https://civitai.com/api/download/models/8001", models_dir=models, tokens=_tokens())
+    assert "found model 'Gone' version 'v1' (8001)" in str(info.value) and "answered 404" in str(info.value)
+    assert "removed" not in str(info.value) and "does not exist" not in str(info.value)
+    # A version the API itself does not know (on any host) is reported as such.
     with pytest.raises(NotFoundError, match="no model version 424242"):
         colab_sd.download("civitai:424242", models_dir=models, tokens=_tokens())
     with pytest.raises(NotFoundError, match="no model 31337"):
@@ -259,29 +265,32 @@ def test_user_name_wins_over_the_served_name(catalog, civitai, models, capsys, m
 
 
 def test_flaky_api_is_retried_then_reported(catalog, civitai, models, monkeypatch):
+    from colab_sd.civitai import client
     from colab_sd.errors import DownloadError
-    from colab_sd.sources import metadata
 
-    monkeypatch.setattr(metadata, "BACKOFF", 0.01)
+    monkeypatch.setattr(client, "BACKOFF", 0.01)
     civitai.api_failures = [502, 429]
     path = colab_sd.download("civitai:5001", models_dir=models, tokens=_tokens())
     assert file_sha256(path) == sha256(catalog["v1"]) and len(civitai.hits("/api/v1/")) == 3
     civitai.api_failures = [503, 503, 503]
-    with pytest.raises(DownloadError, match=r"could not reach CivitAI \(HTTP 503\)"):
+    with pytest.raises(DownloadError) as info:
         colab_sd.download("civitai:4999", models_dir=models, tokens=_tokens())
+    # CivitAI's own trouble is named as such, not blamed on the user's connection.
+    assert "CivitAI is having trouble on its side (HTTP 503)" in str(info.value)
+    assert "not your connection" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_unreachable_civitai_is_one_line(models, monkeypatch):
     import socket
 
+    from colab_sd.civitai import client
     from colab_sd.errors import DownloadError
-    from colab_sd.sources import metadata
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("CIVITAI_ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(metadata, "BACKOFF", 0.01)
+    monkeypatch.setattr(client, "BACKOFF", 0.01)
     with pytest.raises(DownloadError) as info:
         colab_sd.download("https://civitai.com/models/5000", models_dir=models, tokens=_tokens())
     assert "could not reach CivitAI" in str(info.value) and "\n" not in str(info.value)
@@ -289,7 +298,7 @@ def test_unreachable_civitai_is_one_line(models, monkeypatch):
 
 def test_api_redirect_is_followed_only_on_civitai_hosts(catalog, civitai, models):
     from colab_sd.errors import DownloadError
-    from fakes.base import FakeServer, send_json
+    from servers import FakeServer, send_json
 
     class Elsewhere(FakeServer):
         def dispatch(self, h):

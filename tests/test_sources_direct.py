@@ -6,7 +6,7 @@ from colab_sd.errors import ErrorPageError, IntegrityError
 from colab_sd.events import Collect, Completed, Info
 from colab_sd.library import read_sidecar, write_sidecar
 from colab_sd.transfer import TransferOptions
-from fakes.fixtures import file_sha256, model_bytes, sha256  # noqa: F401 (fixtures)
+from fakes.fixtures import file_sha256, sha256
 from servers import Route
 
 

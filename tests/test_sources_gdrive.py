@@ -10,7 +10,7 @@ from colab_sd import cli
 from colab_sd.errors import AuthError, DownloadError
 from colab_sd.events import Collect, Completed, Info, Progress
 from colab_sd.library import list_models, read_sidecar
-from fakes.fixtures import drive, drive_cert_dir, file_sha256, model_bytes, sha256  # noqa: F401 (fixtures)
+from fakes.fixtures import file_sha256, sha256
 from fakes.gdrive import DriveFile, new_id
 
 

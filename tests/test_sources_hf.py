@@ -10,7 +10,7 @@ from colab_sd.errors import AuthError, InputError, IntegrityError, NotFoundError
 from colab_sd.events import Collect, Completed, Progress
 from colab_sd.library import read_sidecar
 from colab_sd.tokens import TokenStore
-from fakes.fixtures import file_sha256, hub, model_bytes, sha256  # noqa: F401 (fixtures)
+from fakes.fixtures import file_sha256, sha256
 from fakes.hf_hub import TOKEN
 
 PIPELINE = {

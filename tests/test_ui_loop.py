@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from fakes.base import send_json  # noqa: E402
+from servers import send_json  # noqa: E402
 from fakes.civitai import TOKEN, FakeCivitai, FakeFile  # noqa: E402
 from safetensors_factory import make_lora  # noqa: E402
 from ui_helpers import all_states  # noqa: E402

@@ -1,7 +1,9 @@
 """A fake CivitAI: the v1 API (JSON shaped like the reference), the download endpoint with its
 Bearer check, login redirect / 401 JSON / early-access 403 / 404, and a separate storage host
 that serves the signed URLs and rejects any Authorization header (as real B2/R2 URLs must be
-fetched without the CivitAI token).
+fetched without the CivitAI token). Search (`/api/v1/models`), images (`/api/v1/images`) and the
+image CDN are in `civitai_catalog.py`; `hides_mature=True` plays civitai.com's API of mid-April 2026,
+which answered as if mature models and images did not exist.
 
     with FakeCivitai() as civ:
         civ.add_version(model_id=4384, version_id=128713, model_name="DreamShaper", model_type="Checkpoint",
@@ -18,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 from urllib.parse import quote, urlencode
 
-from .base import FakeServer, send, send_json, serve_bytes
+from servers import FakeServer, send, send_json, serve_bytes
+
+from .civitai_catalog import FakeCDN, FakeImage, level_mask, multi_query, page, query_matches
 
 TOKEN = "fake-civitai-token-0123456789"
 
@@ -74,17 +78,31 @@ class FakeVersion:
     early_access_until: Optional[str] = None  # ISO date: 403 JSON with a deadline
     status: str = "Published"
     removed: bool = False  # the API still knows it but the download answers 404
+    images: list = field(default_factory=list)  # FakeImage; a version without any gets one PG image
+    usage_control: Optional[str] = None  # "Generation": the creator allows no downloads
+    filters_404: bool = False  # the download endpoint answers 404 to ?type=&format=&fp= (multi-file versions)
 
-    def to_json(self, model: "FakeModel") -> dict:
+    @property
+    def nsfw_level(self) -> int:
+        level = 0
+        for image in self.images:
+            level |= image.level
+        return level or 1
+
+    def to_json(self, model: "FakeModel", cdn: str = "") -> dict:
         data = {"id": self.id, "modelId": self.model_id, "name": self.name, "baseModel": self.base_model,
-                "status": self.status,
+                "status": self.status, "nsfwLevel": self.nsfw_level, "createdAt": "2026-09-01T10:00:00.000Z",
                 "availability": "EarlyAccess" if self.early_access_until else "Public",
                 "trainedWords": list(self.trained_words),
-                "model": {"name": model.name, "type": model.type, "nsfw": False},
+                "model": {"name": model.name, "type": model.type, "nsfw": model.nsfw},
+                "stats": {"downloadCount": model.downloads, "thumbsUpCount": model.thumbs_up},
                 "downloadUrl": f"https://civitai.com/api/download/models/{self.id}",
+                "paidAccess": {"permanent": False, "endsAt": self.early_access_until}
+                if self.early_access_until else None,
                 "files": [f.to_json(self.id) for f in self.files],
-                "images": [{"url": "https://image.civitai.com/x/preview.jpeg", "nsfwLevel": 1,
-                            "width": 512, "height": 768}]}
+                "images": [image.in_version(cdn) for image in self.images]}
+        if self.usage_control:
+            data["usageControl"] = self.usage_control
         if self.early_access_until:
             data["earlyAccessEndsAt"] = self.early_access_until
         return data
@@ -96,6 +114,26 @@ class FakeModel:
     name: str
     type: str
     versions: list = field(default_factory=list)  # newest first, as the API lists them
+    nsfw: bool = False
+    downloads: int = 100
+    thumbs_up: int = 10
+    creator: str = "someone"
+    tags: list = field(default_factory=list)
+
+    @property
+    def nsfw_level(self) -> int:
+        level = 0
+        for version in self.versions:
+            level |= version.nsfw_level
+        return level or 1
+
+    def to_json(self, cdn: str, base_models=()) -> dict:
+        versions = [v for v in self.versions if not base_models or v.base_model in base_models]
+        return {"id": self.id, "name": self.name, "description": f"<p>{self.name}</p>", "type": self.type,
+                "nsfw": self.nsfw, "nsfwLevel": self.nsfw_level, "poi": False, "minor": False,
+                "creator": {"username": self.creator, "image": None}, "tags": list(self.tags),
+                "stats": {"downloadCount": self.downloads, "thumbsUpCount": self.thumbs_up, "rating": 0},
+                "modelVersions": [v.to_json(self, cdn) for v in versions]}
 
 
 class FakeStorage(FakeServer):
@@ -135,10 +173,15 @@ class FakeCivitai(FakeServer):
 
     label = "civitai"
 
-    def __init__(self, token: str = TOKEN):
+    def __init__(self, token: str = TOKEN, *, hides_mature: bool = False, cdn: Optional[FakeCDN] = None):
         super().__init__()
         self.token = token
+        self.hides_mature = hides_mature
         self.storage = FakeStorage()
+        self.cdn = cdn or FakeCDN()  # two fakes (.com and .red) may share one CDN, like the real hosts
+        self._own_cdn = cdn is None
+        self.images: dict[int, FakeImage] = {}
+        self.empty_pages = 0  # search pages answered empty (with a cursor) before the real one (civitai #1848)
         self.models: dict[int, FakeModel] = {}
         self.versions: dict[int, FakeVersion] = {}
         self.api_failures: list[int] = []  # statuses the next /api/v1 requests get (CivitAI's API has bad moments)
@@ -146,12 +189,20 @@ class FakeCivitai(FakeServer):
         self._add_lock = threading.Lock()
 
     def start(self):
+        # A new fake may get the port of an earlier one: colab_sd's answer cache must not answer for it.
+        from colab_sd.civitai.client import clear_cache
+
+        clear_cache()
         self.storage.start()
+        if self._own_cdn:
+            self.cdn.start()
         return super().start()
 
     def stop(self):
         super().stop()
         self.storage.stop()
+        if self._own_cdn:
+            self.cdn.stop()
 
     # -- catalogue ------------------------------------------------------------------------------
 
@@ -160,12 +211,29 @@ class FakeCivitai(FakeServer):
         """Add a version (the newest of its model so far)."""
         if files and not any(f.primary for f in files):
             files[0].primary = True
+        model_kw = {k: kw.pop(k) for k in ("nsfw", "downloads", "thumbs_up", "creator", "tags") if k in kw}
         with self._add_lock:
-            model = self.models.setdefault(model_id, FakeModel(model_id, model_name, model_type))
+            model = self.models.setdefault(model_id, FakeModel(model_id, model_name, model_type, **model_kw))
             version = FakeVersion(version_id, model_id, version_name, base_model, list(trained_words), files, **kw)
+            if not version.images:
+                version.images = [FakeImage(version_id * 10 + 1, base_model=base_model)]
+            for image in version.images:
+                self.add_image(image, version_id)
             model.versions.insert(0, version)
             self.versions[version_id] = version
         return version
+
+    def add_image(self, image: FakeImage, version_id: Optional[int] = None) -> FakeImage:
+        """An image on the site (a version's preview or any post); served by the CDN too."""
+        if version_id is not None and version_id not in image.version_ids:
+            image.version_ids.append(version_id)
+        self.images[image.id] = image
+        self.cdn.images[image.uuid] = image
+        return image
+
+    def _hidden(self, level: int) -> bool:
+        """civitai.com's API in April 2026 answered like the SFW site: nothing without a PG or PG-13 image."""
+        return self.hides_mature and not level & 3
 
     def add_empty_model(self, model_id: int, name: str, model_type: str = "Checkpoint") -> FakeModel:
         """A model page whose only version has no files (nothing to download)."""
@@ -183,21 +251,24 @@ class FakeCivitai(FakeServer):
             return send(h, 301, b"", "text/plain", {"Location": self.api_moved_to + h.path})
         if parts[:2] == ["api", "v1"] and self.api_failures:
             status = self.api_failures.pop(0)
-            return send(h, status, b"<html><title>Bad gateway</title></html>", "text/html",
-                        {"Retry-After": "0"} if status == 429 else None)
+            status, headers = status if isinstance(status, tuple) else (status, {"Retry-After": "0"} if status == 429 else None)
+            return send(h, status, b"<html><title>Bad gateway</title></html>", "text/html", headers)
         if parts[:3] == ["api", "v1", "model-versions"] and len(parts) == 5 and parts[3] == "by-hash":
             return self._by_hash(h, parts[4])
         if parts[:3] == ["api", "v1", "model-versions"] and len(parts) == 4:
             version = self.versions.get(int(parts[3])) if parts[3].isdigit() else None
-            if version is None:
+            if version is None or self._hidden(version.nsfw_level):
                 return send_json(h, 404, {"error": f"No model version with id {parts[3]}"})
-            return send_json(h, 200, version.to_json(self.models[version.model_id]))
+            return send_json(h, 200, version.to_json(self.models[version.model_id], self.cdn.base))
         if parts[:3] == ["api", "v1", "models"] and len(parts) == 4:
             model = self.models.get(int(parts[3])) if parts[3].isdigit() else None
-            if model is None:
+            if model is None or self._hidden(model.nsfw_level):
                 return send_json(h, 404, {"error": f"No model with id {parts[3]}"})
-            return send_json(h, 200, {"id": model.id, "name": model.name, "type": model.type, "nsfw": False,
-                                      "tags": [], "modelVersions": [v.to_json(model) for v in model.versions]})
+            return send_json(h, 200, model.to_json(self.cdn.base))
+        if parts == ["api", "v1", "models"]:
+            return self._search(h)
+        if parts == ["api", "v1", "images"]:
+            return self._images(h)
         if parts[:3] == ["api", "download", "models"] and len(parts) == 4:
             return self._download(h, parts[3])
         if parts and parts[0] == "login":
@@ -210,9 +281,48 @@ class FakeCivitai(FakeServer):
         for version in self.versions.values():
             for f in version.files:
                 sha = f.sha256.upper()
-                if value in (sha, sha[:10]):
-                    return send_json(h, 200, version.to_json(self.models[version.model_id]))
+                if value in (sha, sha[:10]) and not self._hidden(version.nsfw_level):
+                    return send_json(h, 200, version.to_json(self.models[version.model_id], self.cdn.base))
         send_json(h, 404, {"error": "Model not found"})
+
+    def _search(self, h) -> None:
+        q = multi_query(h)
+        if q.get("page") and q.get("query"):
+            return send_json(h, 400, {"error": "Cannot use page param with query search. Use cursor-based pagination."})
+        mask = 31 if (q.get("nsfw") or ["false"])[0] == "true" else 1
+        types, bases = set(q.get("types") or []), set(q.get("baseModels") or [])
+        found = [m for m in self.models.values()
+                 if m.nsfw_level & mask and not self._hidden(m.nsfw_level)
+                 and (not types or m.type in types) and query_matches(m.name, (q.get("query") or [""])[0])
+                 and (not bases or any(v.base_model in bases for v in m.versions))]
+        sort = (q.get("sort") or ["Highest Rated"])[0]
+        key = {"Most Downloaded": lambda m: -m.downloads, "Newest": lambda m: -m.id, "Oldest": lambda m: m.id}.get(
+            sort, lambda m: -m.thumbs_up)
+        found.sort(key=key)
+        if self.empty_pages and (q.get("cursor") or ["e"])[0].startswith("e"):
+            self.empty_pages -= 1
+            return send_json(h, 200, {"items": [], "metadata": {"nextCursor": f"e{self.empty_pages}"}})
+        chunk, cursor = page(found, q, default_limit=100)
+        metadata = {"nextCursor": cursor, "nextPage": f"https://civitai.com/api/v1/models?cursor={cursor}"} \
+            if cursor else {}
+        send_json(h, 200, {"items": [m.to_json(self.cdn.base, tuple(bases)) for m in chunk], "metadata": metadata})
+
+    def _images(self, h) -> None:
+        q = multi_query(h)
+        mask = level_mask(q)
+        with_meta = (q.get("withMeta") or ["false"])[0] == "true"
+        flat = (q.get("flatMeta") or ["false"])[0] == "true"
+        if q.get("imageId"):
+            image = self.images.get(int(q["imageId"][0]))
+            items = [image] if image is not None and image.level & mask and not self._hidden(image.level) else []
+            return send_json(h, 200, {"items": [i.in_images(self.cdn.base, with_meta, flat) for i in items],
+                                      "metadata": {}})
+        wanted = int((q.get("modelVersionId") or ["0"])[0])
+        items = [i for i in self.images.values() if i.level & mask and not self._hidden(i.level)
+                 and (not wanted or wanted in i.version_ids)]
+        chunk, cursor = page(items, q, default_limit=100)
+        send_json(h, 200, {"items": [i.in_images(self.cdn.base, with_meta, flat) for i in chunk],
+                           "metadata": {"nextCursor": cursor} if cursor else {}})
 
     def _auth_state(self, h) -> str:
         header = h.headers.get("Authorization")
@@ -234,6 +344,8 @@ class FakeCivitai(FakeServer):
                                           "message": "The user must be logged in to download this model"})
             return send(h, 307, b"", "text/plain",
                         {"Location": f"/login?returnUrl={quote(f'/models/{version.model_id}')}&reason=download-auth"})
+        if version.filters_404 and any(h.query.get(k) for k in ("type", "format", "size", "fp")):
+            return send_json(h, 404, {"error": "Model not found"})  # what CivitAI answered in issue 12
         f = self._select(version, h.query)
         if f is None:
             return send_json(h, 404, {"error": "No file matches the request"})

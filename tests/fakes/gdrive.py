@@ -23,13 +23,12 @@ import secrets
 import socketserver
 import ssl
 import subprocess
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode
 
-from .base import send as _send
+from servers import FakeServer, serve_bytes
+from servers import send as _send
 
 HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com", "accounts.google.com")
 
@@ -70,68 +69,41 @@ def new_id() -> str:
     return "1" + secrets.token_urlsafe(24)[:32].replace("-", "x").replace("_", "y")
 
 
-class FakeDrive:
+class FakeDrive(FakeServer):
+    label = "drive"
+
     def __init__(self, cert_dir: Path):
+        super().__init__()
         self.cert, self.key = make_certificate(Path(cert_dir))
         self.files: dict[str, DriveFile] = {}
         self.folders: dict[str, DriveFolder] = {}
-        self.requests: list[dict] = []
         self._uuids: dict[str, str] = {}
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(self.cert), str(self.key))
-        fake = self
+        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._tls.load_cert_chain(str(self.cert), str(self.key))
+        self.proxy = self.base
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_CONNECT(self):
-                host = self.path.rsplit(":", 1)[0].lower()
-                if host not in HOSTS:
-                    self.send_error(403, "this proxy only knows Google Drive")
-                    return
-                self.send_response(200, "Connection established")
-                self.end_headers()
-                try:
-                    tls = ctx.wrap_socket(self.connection, server_side=True)
-                except (ssl.SSLError, OSError):
-                    self.close_connection = True
-                    return
-                self.connection = tls
-                self.rfile = tls.makefile("rb", -1)
-                self.wfile = socketserver._SocketWriter(tls)
-                self.close_connection = False
-
-            def do_GET(self):
-                fake._handle(self)
-
-            do_HEAD = do_GET
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.proxy = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    def connect(self, h) -> None:
+        """`CONNECT drive.google.com:443`: answer as that host, with TLS, on the same connection."""
+        host = h.path.rsplit(":", 1)[0].lower()
+        if host not in HOSTS:
+            h.send_error(403, "this proxy only knows Google Drive")
+            return
+        h.send_response(200, "Connection established")
+        h.end_headers()
+        try:
+            tls = self._tls.wrap_socket(h.connection, server_side=True)
+        except (ssl.SSLError, OSError):
+            h.close_connection = True
+            return
+        h.connection = tls
+        h.rfile = tls.makefile("rb", -1)
+        h.wfile = socketserver._SocketWriter(tls)
+        h.close_connection = False
 
     def env(self) -> dict:
         """Environment that routes requests (so gdown) through this fake and trusts its certificate."""
         return {"HTTPS_PROXY": self.proxy, "https_proxy": self.proxy, "REQUESTS_CA_BUNDLE": str(self.cert),
                 "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     # -- catalogue --------------------------------------------------------------------------------
 
@@ -150,27 +122,21 @@ class FakeDrive:
 
     # -- requests -----------------------------------------------------------------------------------
 
-    def _handle(self, h) -> None:
-        host = (h.headers.get("Host") or "").split(":")[0].lower()
-        parts = urlsplit(h.path)
-        query = dict(parse_qsl(parts.query))
-        self.requests.append({"host": host, "path": parts.path, "query": query, "headers": dict(h.headers)})
-        try:
-            if host == "drive.google.com" and parts.path in ("/uc", "/open"):
-                return self._uc(h, query)
-            if host == "docs.google.com" and parts.path == "/uc":
-                return self._uc(h, query)
-            if host == "drive.usercontent.google.com" and parts.path in ("/download", "/u/0/uc", "/uc"):
-                return self._download(h, query)
-            if host == "drive.google.com" and parts.path == "/embeddedfolderview":
-                return self._folder_view(h, query.get("id", ""))
-            if host == "accounts.google.com":
-                return _send(h, 200, b"<!DOCTYPE html><html><head><title>Sign in - Google Accounts</title></head>"
-                                     b"<body><form id=\"gaia_loginform\">Sign in</form></body></html>",
-                             "text/html; charset=utf-8")
-            _send(h, 404, _page("Not Found", "Sorry, the file you have requested does not exist."), "text/html")
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            h.close_connection = True
+    def dispatch(self, h) -> None:
+        host, path, query = (h.headers.get("Host") or "").split(":")[0].lower(), h.url_path, h.query
+        if host == "drive.google.com" and path in ("/uc", "/open"):
+            return self._uc(h, query)
+        if host == "docs.google.com" and path == "/uc":
+            return self._uc(h, query)
+        if host == "drive.usercontent.google.com" and path in ("/download", "/u/0/uc", "/uc"):
+            return self._download(h, query)
+        if host == "drive.google.com" and path == "/embeddedfolderview":
+            return self._folder_view(h, query.get("id", ""))
+        if host == "accounts.google.com":
+            return _send(h, 200, b"<!DOCTYPE html><html><head><title>Sign in - Google Accounts</title></head>"
+                                 b"<body><form id=\"gaia_loginform\">Sign in</form></body></html>",
+                         "text/html; charset=utf-8")
+        _send(h, 404, _page("Not Found", "Sorry, the file you have requested does not exist."), "text/html")
 
     def _uc(self, h, query: dict) -> None:
         file_id = query.get("id", "")
@@ -232,19 +198,6 @@ def _page(title: str, message: str) -> bytes:
 
 
 def _serve_file(h, f: DriveFile) -> None:
-    import re
-
-    data, total = f.data, len(f.data)
-    etag = f'"{hashlib.md5(data).hexdigest()}"'
-    start, end, status = 0, total - 1, 200
-    m = re.match(r"bytes=(\d+)-(\d*)", h.headers.get("Range") or "")
-    if m and h.headers.get("If-Range") in (None, etag):
-        start = int(m.group(1))
-        end = min(int(m.group(2)) if m.group(2) else total - 1, total - 1)
-        status = 206
-    body = data[start:end + 1]
     headers = {"Content-Disposition": f"attachment; filename=\"{f.name}\"; filename*=UTF-8''{f.name}",
-               "ETag": etag, "Accept-Ranges": "bytes", "Last-Modified": "Tue, 01 Oct 2024 10:00:00 GMT"}
-    if status == 206:
-        headers["Content-Range"] = f"bytes {start}-{end}/{total}"
-    _send(h, status, body, "application/octet-stream", headers)
+               "Last-Modified": "Tue, 01 Oct 2024 10:00:00 GMT"}
+    serve_bytes(h, f.data, etag=f'"{hashlib.md5(f.data).hexdigest()}"', headers=headers)

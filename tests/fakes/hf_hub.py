@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 from urllib.parse import unquote
 
-from .base import FakeServer, send, send_json, serve_bytes
+from servers import FakeServer, send, send_json, serve_bytes
 
 TOKEN = "hf_fake-token-for-tests-0123456789"
 LFS_EXTENSIONS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".gguf", ".onnx", ".msgpack")
