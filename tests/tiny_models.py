@@ -111,6 +111,18 @@ def _text_config(hidden: int, projection: Optional[int] = None):
     return CLIPTextConfig(**kw)
 
 
+def _trained_norms(encoder, seed: int):
+    """Layer norms with the non-trivial scale and shift trained models have: a fresh LayerNorm's output has a mean
+    of exactly 0, which A1111's emphasis (restore the mean after weighting) cannot work with."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.copy_(1 + 0.1 * torch.randn(module.weight.shape, generator=g))
+                module.bias.copy_(0.1 + 0.1 * torch.randn(module.bias.shape, generator=g))
+    return encoder
+
+
 def tiny_vae(seed: int = 0, scaling_factor: float = 0.18215):
     """A 4-level AutoencoderKL (8x down, like the real one) with a handful of channels."""
     from diffusers import AutoencoderKL
@@ -134,7 +146,7 @@ def build_sd1(seed: int = 0):
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
     vae = tiny_vae(seed + 1)
     torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModel(_text_config(768))
+    text_encoder = _trained_norms(CLIPTextModel(_text_config(768)), seed + 3)
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
                               set_alpha_to_one=False, steps_offset=1, num_train_timesteps=1000)
     return StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=load_tokenizer(),
@@ -156,7 +168,7 @@ def build_sd2(seed: int = 0, prediction: str = "v_prediction"):
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
     vae = tiny_vae(seed + 1)
     torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModel(_text_config(1024))
+    text_encoder = _trained_norms(CLIPTextModel(_text_config(1024)), seed + 3)
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1, prediction_type=prediction)
     return StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=load_tokenizer("!"),
@@ -179,8 +191,8 @@ def build_sdxl(seed: int = 0):
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
     vae = tiny_vae(seed + 1, scaling_factor=0.13025)
     torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModel(_text_config(768))
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config(1280, projection=1280))
+    text_encoder = _trained_norms(CLIPTextModel(_text_config(768)), seed + 3)
+    text_encoder_2 = _trained_norms(CLIPTextModelWithProjection(_text_config(1280, projection=1280)), seed + 4)
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                        steps_offset=1, timestep_spacing="leading", num_train_timesteps=1000)
     return StableDiffusionXLPipeline(unet=unet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,

@@ -1,4 +1,9 @@
-"""generate(): a request in, PIL images and PNG files (with A1111 metadata) out, step events on the way."""
+"""generate(): a request in, PIL images and PNG files (with A1111 metadata) out, step events on the way.
+
+The steps, in order: `_plan` (everything checkable without torch: prompt syntax, model and add-ons found, seed),
+`_load` (the cached pipeline, placed), `_prepare` (add-ons applied, scheduler, A1111-style conditioning),
+then `_run_batch` per batch (the diffusers call) and `_keep` (infotext, PNG files).
+"""
 from __future__ import annotations
 
 import logging
@@ -7,18 +12,19 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .._version import __version__
 from ..errors import GenerationError, InputError
 from ..events import Completed, Info, StepProgress, guard
 from . import metadata
 from .cache import CACHE, free_memory
-from .loader import clip_skip_compat, is_oom, pick_device, pick_dtype
-from .models import FAMILY_LABEL, embedding_names, resolve_addon, resolve_model
-from .prompt import LoraSpec, extract_loras, has_attention_weights, merge_loras, words
+from .loader import is_oom, pick_device, pick_dtype
+from .models import FAMILY_LABEL, ModelRef, embedding_names, resolve_addon, resolve_model
+from .prompt import LoraSpec, extract_loras, merge_loras, words
+from .prompt_parser import check_prompt, split_and
 from .request import GenerationRequest
-from .samplers import make_scheduler, resolve_sampler
+from .samplers import make_scheduler, resolve_sampler, total_steps
 
 log = logging.getLogger("colab_sd.generation")
 
@@ -44,12 +50,38 @@ class GenerationResult:
         return self.seeds[0] if self.seeds else self.request.seed
 
 
-class _Steps:
-    """callback_on_step_end: StepProgress events, a preview every N steps, and cancellation."""
+@dataclass
+class _Job:
+    """What `_plan` worked out before torch is imported, and what the run collects."""
 
-    def __init__(self, emit: Callable, job: str, image: int, family: str, preview_every: int, cancel):
+    req: GenerationRequest
+    ref: ModelRef
+    sampler: Any
+    schedule: str
+    prompt: str  # LoRA tags removed; A1111 syntax still in it
+    negative: str
+    cfg: float  # the CFG scale times the prompt's composable-diffusion weight (`a cat :0.8`)
+    loras: list
+    vae: Any
+    embeddings: list
+    init_image: Any
+    emit: Callable
+    images: list = field(default_factory=list)
+    paths: list = field(default_factory=list)
+    seeds: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+    cancelled: bool = False
+    pipeline_seconds: float = 0.0  # inside diffusers' pipeline calls (the rest is colab_sd's own work)
+
+
+class _Steps:
+    """callback_on_step_end: conditioning switches (prompt editing), StepProgress events, a preview every N steps,
+    and cancellation."""
+
+    def __init__(self, emit: Callable, job: str, image: int, family: str, preview_every: int, cancel,
+                 switch=None):
         self.emit, self.job, self.image, self.family = emit, job, image, family
-        self.preview_every, self.cancel = preview_every, cancel
+        self.preview_every, self.cancel, self.switch = preview_every, cancel, switch
         self.started = time.monotonic()
         self.cancelled = False
 
@@ -71,6 +103,8 @@ class _Steps:
         if self.cancel is not None and self.cancel.is_set():
             pipe._interrupt = True
             self.cancelled = True
+        if self.switch is not None:
+            tensors = self.switch(pipe, step, tensors)
         return tensors
 
 
@@ -102,14 +136,35 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
     run fails (out of memory included, with what to try); the loaded model stays usable after either.
     """
     req = GenerationRequest.from_fields(request, **fields).validate()
-    emit = guard(req.on_event)
     started = time.monotonic()
+    job = _plan(req, guard(req.on_event))
+    device = pick_device(job.req.device)
+    dtype = pick_dtype(job.req.dtype, device)
+    with CACHE.lock:
+        entry, loaded = _load(job, device, dtype)
+        pipe, call = _prepare(job, entry)
+        base_params = _parameters(job)
+        for batch in range(job.req.batch_count):
+            if not _run_batch(job, pipe, call, batch, base_params, device):
+                break
+    return GenerationResult(images=job.images, paths=job.paths, seeds=job.seeds, parameters=job.texts,
+                            model=job.ref.name, family=job.ref.family, request=job.req, loaded=loaded,
+                            seconds=time.monotonic() - started, cancelled=job.cancelled,
+                            info={"prediction": job.ref.prediction, "sampler": job.sampler.name,
+                                  "schedule": job.schedule, "device": device, "dtype": str(dtype),
+                                  "pipeline_seconds": job.pipeline_seconds})
 
-    # Everything that can be checked without torch first, so that bad input fails fast.
+
+def _plan(req: GenerationRequest, emit: Callable) -> _Job:
+    """Everything that can be checked without torch, so that bad input fails before a model loads."""
     prompt, prompt_loras = extract_loras(req.prompt)
-    negative, negative_loras = extract_loras(req.negative_prompt)
-    loras = merge_loras(req.loras, prompt_loras, negative_loras)
+    negative = req.negative_prompt  # A1111 never activates tags in a negative prompt: they stay text
+    prompt, cfg = _composable(prompt, req.cfg)
     sampler, schedule = resolve_sampler(req.sampler, req.schedule)
+    steps = total_steps(sampler, req.steps)
+    check_prompt(prompt, steps)
+    check_prompt(negative, steps)
+    loras = merge_loras(req.loras, prompt_loras)
     hf_token = req.tokens.get("huggingface") if req.tokens is not None else None
     ref = resolve_model(req.model, req.models_dir, prediction=req.prediction,
                         hf_token=hf_token.secret.reveal() if hf_token else None)
@@ -125,106 +180,130 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
     seed = req.seed if req.seed >= 0 else secrets.randbelow(2**32)
     req = req.replace(seed=seed, width=width, height=height)
     emit(Info(f"seed {seed}", job=ref.name))
+    return _Job(req=req, ref=ref, sampler=sampler, schedule=schedule, prompt=prompt, negative=negative, cfg=cfg,
+                loras=lora_addons, vae=vae_addon, embeddings=embedding_addons, init_image=init_image, emit=emit)
 
+
+def _composable(prompt: str, cfg: float) -> tuple[str, float]:
+    """A1111 splits a positive prompt on AND (composable diffusion). One part's trailing `:w` scales its guidance,
+    which is exactly the CFG scale times w; several parts need a denoising loop diffusers has not got."""
+    parts = split_and(prompt)
+    if len(parts) > 1:
+        raise InputError("AND in a prompt is A1111's composable diffusion, which colab_sd does not do: write the "
+                         "parts as one prompt, or spell the word in lower case (\"and\") if it is just a word")
+    text, weight = parts[0]
+    return (text, cfg * weight) if weight != 1.0 else (prompt, cfg)
+
+
+def _load(job: _Job, device: str, dtype):
+    """(cache entry, loaded now) with the model placed; out of memory says what to try."""
+    req, ref = job.req, job.ref
+    try:
+        entry, loaded = CACHE.get(ref, device, dtype, req.config, job.emit)
+        entry.place(req.low_vram, req.vae_tiling)
+    except Exception as err:
+        if not is_oom(err):
+            raise
+        CACHE.release()
+        raise GenerationError(
+            f"out of {'GPU ' if device.startswith('cuda') else ''}memory loading {ref.name} "
+            f"({FAMILY_LABEL[ref.family]}): use low_vram=True (model CPU offload), or a GPU runtime with more "
+            f"memory") from None
+    return entry, loaded
+
+
+def _prepare(job: _Job, entry) -> tuple[Any, dict]:
+    """Add-ons applied, the scheduler set and the prompts encoded: (pipeline, the call's fixed arguments)."""
+    from .conditioning import ScheduleSwitch
+
+    req = job.req
+    entry.apply_vae(job.vae)
+    entry.apply_loras(job.loras, job.emit)
+    job.embeddings = entry.apply_embeddings(job.embeddings, job.emit, set(req.embeddings))
+    pipe = entry.img2img() if job.init_image is not None else entry.pipe
+    pipe.scheduler = make_scheduler(job.sampler, job.schedule, entry.scheduler_config)
+    positive, negative = _encode(job, pipe)
+    sdxl = job.ref.family == "sdxl"
+    call = dict(prompt_embeds=positive.embeds[0], negative_prompt_embeds=negative.embeds[0],
+                num_inference_steps=req.steps, guidance_scale=job.cfg, num_images_per_prompt=req.batch_size,
+                output_type="pil")
+    if sdxl:
+        call.update(pooled_prompt_embeds=positive.pooled[0], negative_pooled_prompt_embeds=negative.pooled[0])
+    if job.init_image is not None:
+        call.update(image=job.init_image, strength=req.strength)
+    else:
+        call.update(width=req.width, height=req.height)
+    call["switch"] = ScheduleSwitch(positive, negative, req.batch_size, sdxl)
+    return pipe, call
+
+
+def _encode(job: _Job, pipe):
+    """Both prompts encoded as A1111 does (chunks, weights, clip skip, schedules), of matching lengths."""
+    from .conditioning import encode_prompt, match_lengths
+
+    family, skip = job.ref.family, job.req.clip_skip
+    steps = total_steps(job.sampler, job.req.steps)
+    if skip > 1 and family == "sd2":
+        job.emit(Info(f"clip skip {skip} on an SD2 model follows Forge (A1111 ignores it on SD2)", job=job.ref.name))
+    positive = encode_prompt(pipe, family, job.prompt, steps, skip)
+    negative = encode_prompt(pipe, family, job.negative, steps, skip, zero=family == "sdxl" and not job.negative)
+    match_lengths(positive, negative, lambda: encode_prompt(pipe, family, "", 1, skip).embeds[0])
+    return positive, negative
+
+
+def _run_batch(job: _Job, pipe, fixed: dict, batch: int, base_params: dict, device: str) -> bool:
+    """One diffusers call for one batch, its images kept; False when cancelled."""
     import torch
 
-    device = pick_device(req.device)
-    dtype = pick_dtype(req.dtype, device)
-    images, paths, seeds, texts = [], [], [], []
-    cancelled = False
-    in_pipeline = 0.0  # seconds inside diffusers' pipeline calls (the rest is colab_sd's own work)
-    with CACHE.lock:
-        try:
-            entry, loaded = CACHE.get(ref, device, dtype, req.config, emit)
-            entry.place(req.low_vram, req.vae_tiling)
-        except Exception as err:
-            if not is_oom(err):
-                raise
-            CACHE.release()
-            raise GenerationError(
-                f"out of {'GPU ' if device.startswith('cuda') else ''}memory loading {ref.name} "
-                f"({FAMILY_LABEL[ref.family]}): use low_vram=True (model CPU offload), or a GPU runtime with more "
-                f"memory") from None
-        entry.apply_vae(vae_addon)
-        entry.apply_loras(lora_addons, emit)
-        used_embeddings = entry.apply_embeddings(embedding_addons, emit, set(req.embeddings))
-        for note in _prompt_notes(entry.pipe, prompt, negative):
-            emit(Info(note, job=ref.name))
-        pipe = entry.img2img() if init_image is not None else entry.pipe
-        pipe.scheduler = make_scheduler(sampler, schedule, entry.scheduler_config)
-        base_params = _parameters(req, ref, sampler.name, schedule, lora_addons, vae_addon, used_embeddings,
-                                  img2img=init_image is not None)
-        shown_prompt = _prompt_with_tags(req.prompt, req.loras)
-        for batch in range(req.batch_count):
-            batch_seeds = [(seed + batch * req.batch_size + i) % (2**64) for i in range(req.batch_size)]
-            generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
-            steps = _Steps(emit, ref.name, batch, ref.family, req.preview_every, req.cancel)
-            call = dict(prompt=prompt, negative_prompt=negative or None, num_inference_steps=req.steps,
-                        guidance_scale=req.cfg, num_images_per_prompt=req.batch_size, generator=generators,
-                        callback_on_step_end=steps, callback_on_step_end_tensor_inputs=["latents"],
-                        clip_skip=(req.clip_skip - 1) or None, output_type="pil")
-            if init_image is not None:
-                call.update(image=init_image, strength=req.strength)
-            else:
-                call.update(width=width, height=height)
-            out_of_memory = False
-            try:
-                call_started = time.perf_counter()
-                with torch.inference_mode(), clip_skip_compat(pipe, req.clip_skip > 1):
-                    output = pipe(**call)
-                in_pipeline += time.perf_counter() - call_started
-            except Exception as err:
-                if not is_oom(err):
-                    raise
-                out_of_memory = True  # handled below, once the traceback (and the tensors it holds) is gone
-            finally:
-                pipe._interrupt = False
-            if out_of_memory:
-                free_memory()
-                raise GenerationError(
-                    f"out of {'GPU ' if device.startswith('cuda') else ''}memory at {width}x{height}, batch size "
-                    f"{req.batch_size}: try a smaller size or batch size, or low_vram=True (CPU offload + VAE "
-                    f"tiling)")
-            if steps.cancelled:
-                cancelled = True
-                emit(Info("cancelled: the unfinished images were not saved", job=ref.name))
-                break
-            for image, image_seed in zip(output.images, batch_seeds):
-                text = metadata.build_parameters(shown_prompt, req.negative_prompt,
-                                                 {**base_params, "Seed": image_seed})
-                image.info["parameters"] = text
-                images.append(image)
-                seeds.append(image_seed)
-                texts.append(text)
-                if req.save:
-                    path = metadata.output_path(metadata.outputs_root(req.outputs_dir), image_seed)
-                    metadata.save_png(image, path, text)
-                    paths.append(path)
-                    emit(Completed(path=str(path), bytes=path.stat().st_size, sha256=None, job=ref.name))
-    return GenerationResult(images=images, paths=paths, seeds=seeds, parameters=texts, model=ref.name,
-                            family=ref.family, request=req, loaded=loaded, seconds=time.monotonic() - started,
-                            cancelled=cancelled, info={"prediction": ref.prediction, "sampler": sampler.name,
-                                                       "schedule": schedule, "device": device, "dtype": str(dtype),
-                                                       "pipeline_seconds": in_pipeline})
+    req, ref = job.req, job.ref
+    batch_seeds = [(req.seed + batch * req.batch_size + i) % (2**64) for i in range(req.batch_size)]
+    generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
+    call = dict(fixed)
+    switch = call.pop("switch")
+    switch.current = (0, 0)
+    steps = _Steps(job.emit, ref.name, batch, ref.family, req.preview_every, req.cancel, switch)
+    call.update(generator=generators, callback_on_step_end=steps,
+                callback_on_step_end_tensor_inputs=["latents"] + switch.tensor_inputs)
+    out_of_memory = False
+    try:
+        call_started = time.perf_counter()
+        with torch.inference_mode():
+            output = pipe(**call)
+        job.pipeline_seconds += time.perf_counter() - call_started
+    except Exception as err:
+        if not is_oom(err):
+            raise
+        out_of_memory = True  # handled below, once the traceback (and the tensors it holds) is gone
+    finally:
+        pipe._interrupt = False
+    if out_of_memory:
+        free_memory()
+        raise GenerationError(
+            f"out of {'GPU ' if device.startswith('cuda') else ''}memory at {req.width}x{req.height}, batch size "
+            f"{req.batch_size}: try a smaller size or batch size, or low_vram=True (CPU offload + VAE tiling)")
+    if steps.cancelled:
+        job.cancelled = True
+        job.emit(Info("cancelled: the unfinished images were not saved", job=ref.name))
+        return False
+    for image, image_seed in zip(output.images, batch_seeds):
+        _keep(job, image, image_seed, base_params)
+    return True
 
 
-def _prompt_notes(pipe, prompt: str, negative: str) -> list[str]:
-    """What the model will not see as the user meant it: text past CLIP's 77 tokens, A1111 emphasis syntax."""
-    notes = []
-    tokenizer = pipe.tokenizer
-    limit = tokenizer.model_max_length - 2  # start and end tokens
-    for label, text in (("prompt", prompt), ("negative prompt", negative)):
-        if not text:
-            continue
-        if hasattr(pipe, "maybe_convert_prompt"):
-            text = pipe.maybe_convert_prompt(text, tokenizer)  # multi-vector embeddings count as their vectors
-        count = len(tokenizer(text, add_special_tokens=False).input_ids)
-        if count > limit:
-            notes.append(f"the {label} is {count} tokens; the model reads the first {limit} (long prompts are "
-                         f"cut, not chunked as in A1111): put what matters first")
-    if has_attention_weights(prompt) or has_attention_weights(negative):
-        notes.append("(word:1.2) emphasis is A1111 syntax; here it is read as plain text")
-    return notes
+def _keep(job: _Job, image, seed: int, base_params: dict) -> None:
+    """The image's infotext written into it (and into a PNG file when saving)."""
+    req = job.req
+    text = metadata.build_parameters(_prompt_with_tags(req.prompt, req.loras), req.negative_prompt,
+                                     {**base_params, "Seed": seed})
+    image.info["parameters"] = text
+    job.images.append(image)
+    job.seeds.append(seed)
+    job.texts.append(text)
+    if req.save:
+        path = metadata.output_path(metadata.outputs_root(req.outputs_dir), seed)
+        metadata.save_png(image, path, text)
+        job.paths.append(path)
+        job.emit(Completed(path=str(path), bytes=path.stat().st_size, sha256=None, job=job.ref.name))
 
 
 def _prompt_with_tags(prompt: str, loras: list[LoraSpec]) -> str:
@@ -234,22 +313,22 @@ def _prompt_with_tags(prompt: str, loras: list[LoraSpec]) -> str:
     return " ".join([prompt] + tags) if tags else prompt
 
 
-def _parameters(req: GenerationRequest, ref, sampler: str, schedule: str, loras, vae, embeddings,
-                img2img: bool) -> dict:
-    lora_hashes = metadata.hash_list((addon.name, metadata.autov2(addon.path)) for addon, _ in loras)
-    ti_hashes = metadata.hash_list((addon.name, metadata.autov2(addon.path)) for addon in embeddings)
+def _parameters(job: _Job) -> dict:
+    req, ref = job.req, job.ref
+    lora_hashes = metadata.hash_list((addon.name, metadata.autov2(addon.path)) for addon, _ in job.loras)
+    ti_hashes = metadata.hash_list((addon.name, metadata.autov2(addon.path)) for addon in job.embeddings)
     return {
         "Steps": req.steps,
-        "Sampler": sampler,
-        "Schedule type": schedule,
+        "Sampler": job.sampler.name,
+        "Schedule type": job.schedule,
         "CFG scale": req.cfg,
         "Seed": req.seed,
         "Size": f"{req.width}x{req.height}",
         "Model hash": metadata.autov2(ref.path),
         "Model": ref.name,
-        "VAE hash": metadata.autov2(vae.path) if vae else None,
-        "VAE": vae.path.name if vae else None,
-        "Denoising strength": req.strength if img2img else None,
+        "VAE hash": metadata.autov2(job.vae.path) if job.vae else None,
+        "VAE": job.vae.path.name if job.vae else None,
+        "Denoising strength": req.strength if job.init_image is not None else None,
         "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
         "Lora hashes": lora_hashes,
         "TI hashes": ti_hashes,

@@ -68,12 +68,10 @@ def extract_loras(prompt: str) -> tuple[str, list[LoraSpec]]:
         else:
             raise InputError(f"LoRA weight in {match.group(0)!r} is not a number: write it like <lora:{name}:0.8>")
         specs.append(LoraSpec(name, value))
-        return " "
+        return ""
 
+    # As A1111: each tag becomes "" and the text around it (commas, spaces) stays, so the conditioning matches.
     text = _TAG.sub(take, prompt)
-    text = re.sub(r"[ \t]{2,}", " ", text)
-    text = re.sub(r"\s+([,.])", r"\1", text)
-    text = re.sub(r",\s*(,\s*)+", ", ", text).strip(" \t,")
     return text, specs
 
 
@@ -89,11 +87,3 @@ def merge_loras(*groups) -> list[LoraSpec]:
 def words(text: str) -> set[str]:
     """Candidate embedding names in a prompt: word-like runs, with their weight syntax stripped."""
     return set(re.findall(r"[\w][\w.\-]*[\w]|[\w]", text))
-
-
-_WEIGHTED = re.compile(r"\([^()]*:\s*-?\d+(?:\.\d+)?\s*\)")
-
-
-def has_attention_weights(text: str) -> bool:
-    """A1111's `(word:1.2)` emphasis; diffusers reads it as plain text, so the user is told."""
-    return bool(_WEIGHTED.search(text))

@@ -89,6 +89,16 @@ def resolve_sampler(name: Optional[str], schedule: Optional[str] = None) -> tupl
     return sampler, wanted
 
 
+# A1111 counts two model calls per step for these (modules/sd_samplers_common.py `total_steps`); prompt-editing
+# steps are counted on that total.
+SECOND_ORDER = ("Heun", "DPM2", "DPM2 a", "DPM++ SDE")
+
+
+def total_steps(sampler: Sampler, steps: int) -> int:
+    """The step count A1111 schedules prompt editing on: twice `steps` for second-order samplers."""
+    return steps * 2 if sampler.name in SECOND_ORDER else steps
+
+
 def schedules_for(sampler_name: str) -> list[str]:
     """The schedule types the UI should offer next to a sampler."""
     return list(resolve_sampler(sampler_name)[0].schedules)
