@@ -5,7 +5,7 @@ The public API lives here. Nothing heavy is imported at module level: `import co
 """
 from ._version import __version__
 
-__all__ = ["download", "generate", "launch", "__version__"]
+__all__ = ["download", "generate", "generate_batch", "upscale", "launch", "read_parameters", "__version__"]
 
 
 def download(url, kind=None, models_dir=None, name=None, sha256=None, on_event=None, **options):
@@ -23,6 +23,33 @@ def generate(request=None, **fields):
     from .generation import generate as _generate
 
     return _generate(request, **fields)
+
+
+def generate_batch(requests=None, **options):
+    """Many requests over every GPU (worker processes) or a Ray cluster; see `colab_sd.generation.batch`.
+
+    `generate_batch("jobs.jsonl", workers="all")`, `generate_batch(request, prompts=[...], seeds=4, workers=2)`.
+    Returns a BatchResult; each image is the one a lone `generate` with the same request and seed makes.
+    """
+    from .generation.batch import generate_batch as _generate_batch
+
+    return _generate_batch(requests, **options)
+
+
+def upscale(images, upscaler="Lanczos", scale=2.0, **options):
+    """Upscale image files or PIL images with a model from `upscaler/` (spandrel) or Lanczos; returns an
+    UpscaleResult (images, saved paths). See `colab_sd.generation.upscale_files.upscale`."""
+    from .generation.upscale_files import upscale as _upscale
+
+    return _upscale(images, upscaler, scale=scale, **options)
+
+
+def read_parameters(path_or_image):
+    """The generation settings stored in an image (A1111 / Forge / CivitAI / colab_sd infotext, EXIF UserComment,
+    ComfyUI graphs) as a dict with the request's field names; see `colab_sd.infotext`. No torch; raises InputError."""
+    from .infotext import read_parameters as _read_parameters
+
+    return _read_parameters(path_or_image)
 
 
 def launch(models_dir=None, outputs_dir=None):
