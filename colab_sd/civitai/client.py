@@ -291,8 +291,9 @@ class Client:
         return self.get(base, "/api/v1/models", params, missing="CivitAI's model search is not there"), base
 
 
-def fetch_image(url: str, session=None, timeout: float = 20.0) -> tuple[bytes, str]:
-    """An image's bytes and content type from the CDN, with no credentials at all (thumbnails, previews).
+def fetch_image(url: str, session=None, timeout: float = 20.0, *, require_image: bool = True) -> tuple[bytes, str]:
+    """An image's bytes and content type, with no credentials at all (thumbnails, previews, recreate URLs).
+    `require_image=False` takes any 200 body (a plain web server may label an image application/octet-stream).
     Raises DownloadError with one line when it cannot."""
     import requests
 
@@ -302,7 +303,8 @@ def fetch_image(url: str, session=None, timeout: float = 20.0) -> tuple[bytes, s
     except requests.RequestException as err:
         raise DownloadError(f"could not fetch the image {redact_url(url)} ({type(err).__name__})") from None
     with r:
-        if r.status_code != 200 or not r.headers.get("Content-Type", "").startswith("image/"):
+        is_image = r.headers.get("Content-Type", "").startswith("image/")
+        if r.status_code != 200 or (require_image and not is_image):
             raise DownloadError(f"the image {redact_url(url)} answered HTTP {r.status_code}")
         return r.content, r.headers.get("Content-Type", "image/jpeg")
 

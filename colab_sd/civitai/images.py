@@ -7,14 +7,13 @@ mature image comes back as empty items; `meta` is null unless asked for). A file
 """
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from ..errors import InputError
+from ..errors import InputError, NotFoundError
 from ..tokens import redact_url
 from .client import Client, fetch_image, is_civitai_host
 
@@ -25,14 +24,15 @@ _CDN_ID = re.compile(r"/(\d{3,})\.(?:jpe?g|png|webp)$", re.IGNORECASE)
 
 @dataclass
 class Source:
-    """What a recreate source turned out to be, and its generation data (`meta` shaped like the API's)."""
+    """What a recreate source turned out to be, and its generation data (the infotext dict, or None)."""
 
     kind: str  # "page", "url", "file"
     label: str  # shown to the user (a redacted URL or a path)
-    meta: Optional[dict]
+    params: Optional[dict]
     image_id: Optional[int] = None
     link: Optional[str] = None  # the CivitAI page or image URL (decides which host is asked first)
     image: Optional[dict] = None  # the API image item (url, nsfwLevel, baseModel, modelVersionIds)
+    why: Optional[str] = None  # why there are no params
 
 
 def page_id(text: str) -> Optional[int]:
@@ -43,63 +43,20 @@ def page_id(text: str) -> Optional[int]:
             text = "https://" + text
         else:
             return None
-    if not is_civitai_host(text) or urlsplit(text).hostname.lower().startswith("image."):
+    if not is_civitai_host(text) or (urlsplit(text).hostname or "").lower().startswith("image."):
         return None
     m = _PAGE.match(urlsplit(text).path)
     return int(m.group(1)) if m else None
 
 
-def read_file_parameters(path) -> Optional[str]:
-    """A1111 "parameters" of a local PNG / JPEG / WebP, or None when the file carries none.
+def read_params(data) -> tuple[Optional[dict], Optional[str]]:
+    """(the infotext dict, None) for an image's own settings, or (None, why) when it carries none."""
+    from ..infotext import read_parameters
 
-    Uses the shared infotext reader (`colab_sd.read_parameters`) when the package has it.
-    """
-    path = Path(path)
     try:
-        import colab_sd
-
-        reader = getattr(colab_sd, "read_parameters", None)
-    except ImportError:  # pragma: no cover
-        reader = None
-    if reader is not None:
-        found = reader(path)
-        text = getattr(found, "text", found)
-        if isinstance(text, str) or text is None:
-            return text
-    return parameters_from_bytes(path.read_bytes())
-
-
-def parameters_from_bytes(data: bytes) -> Optional[str]:
-    """A1111 "parameters" from image bytes: the PNG `parameters` text, else EXIF UserComment (JPEG / WebP)."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise InputError("reading an image's metadata needs Pillow: pip install pillow") from None
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            text = img.info.get("parameters") or (getattr(img, "text", None) or {}).get("parameters")
-            if text:
-                return str(text)
-            exif = img.getexif()
-            comment = exif.get_ifd(0x8769).get(0x9286) or exif.get(0x9286)
-    except Exception as err:  # PIL raises many kinds for a file that is not an image
-        raise InputError(f"not an image colab_sd can read ({type(err).__name__}): give a PNG, JPEG or WebP") from None
-    return _user_comment(comment)
-
-
-def _user_comment(value: Any) -> Optional[str]:
-    """EXIF UserComment: an 8-byte charset prefix, then the text (UTF-16 for "UNICODE", as piexif writes it)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.strip("\x00 ") or None
-    raw = bytes(value)
-    prefix, body = raw[:8], raw[8:]
-    if prefix.startswith(b"UNICODE"):
-        texts = [body.decode(codec, "replace").strip("\x00 ") for codec in ("utf-16-be", "utf-16-le")]
-        # The right byte order gives readable text; the wrong one gives CJK-looking noise without spaces.
-        return max(texts, key=lambda t: t.count(" ") + t.count(",")) or None
-    return body.decode("utf-8", "replace").strip("\x00 ") or None
+        return read_parameters(data), None
+    except InputError as err:
+        return None, str(err)
 
 
 def load(source: str, client: Client) -> Source:
@@ -107,8 +64,9 @@ def load(source: str, client: Client) -> Source:
     text = str(source).strip()
     image_id = page_id(text)
     if image_id is not None:
-        item, base = client.image(image_id, link=text if "://" in text else "https://" + text)
-        return Source("page", redact_url(text), _flat_meta(item.get("meta")), image_id, text, item)
+        link = text if "://" in text else "https://" + text
+        item, _ = client.image(image_id, link=link)
+        return _from_item(item, redact_url(text), image_id, link)
     if text.lower().startswith(("http://", "https://")):
         return _from_url(text, client)
     path = Path(text).expanduser()
@@ -117,35 +75,32 @@ def load(source: str, client: Client) -> Source:
                          "civitai.com/images/ID, an https link to a PNG/JPEG/WebP, or a path")
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         raise InputError(f"{path.name} is not a PNG, JPEG or WebP image")
-    from .meta import infotext_to_meta
+    params, why = read_params(path)
+    return Source("file", str(path), params, why=why)
 
-    params = read_file_parameters(path)
-    return Source("file", str(path), infotext_to_meta(params) if params else None)
+
+def _from_item(item: dict, label: str, image_id: int, link: Optional[str]) -> Source:
+    from ..infotext import from_civitai_meta
+
+    meta = item.get("meta")
+    if isinstance(meta, dict) and meta:
+        return Source("page", label, from_civitai_meta(dict(meta)), image_id, link, item)
+    return Source("page", label, None, image_id, link, item,
+                  why=f"CivitAI has no generation data for image {image_id} (its poster shared none)")
 
 
 def _from_url(url: str, client: Client) -> Source:
     """An image URL: its own metadata first; a CivitAI CDN image without any is looked up by the id in its name."""
-    from .meta import infotext_to_meta
-
-    data, _ = fetch_image(url)  # no credentials, whatever the host
-    params = parameters_from_bytes(data)
+    data, _ = fetch_image(url, require_image=False)  # no credentials, whatever the host
+    params, why = read_params(data)
     if params:
-        return Source("url", redact_url(url), infotext_to_meta(params), link=url)
+        return Source("url", redact_url(url), params, link=url)
     m = _CDN_ID.search(urlsplit(url).path)
     if m and is_civitai_host(url):
-        image_id = int(m.group(1))
         try:
-            item, _ = client.image(image_id)
-        except Exception:  # NotFoundError and the like: the file simply had no data
+            item, _ = client.image(int(m.group(1)))
+        except NotFoundError:
             item = None
         if item is not None:
-            return Source("page", redact_url(url), _flat_meta(item.get("meta")), image_id, None, item)
-    return Source("url", redact_url(url), None, link=url)
-
-
-def _flat_meta(meta: Any) -> Optional[dict]:
-    if not isinstance(meta, dict):
-        return None
-    if isinstance(meta.get("meta"), dict) and "prompt" not in meta:
-        return dict(meta["meta"])
-    return dict(meta)
+            return _from_item(item, redact_url(url), int(m.group(1)), None)
+    return Source("url", redact_url(url), None, link=url, why=why)
