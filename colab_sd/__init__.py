@@ -5,7 +5,8 @@ The public API lives here. Nothing heavy is imported at module level: `import co
 """
 from ._version import __version__
 
-__all__ = ["download", "generate", "generate_batch", "upscale", "launch", "read_parameters", "__version__"]
+__all__ = ["download", "generate", "generate_batch", "upscale", "launch", "read_parameters", "recreate",
+           "__version__"]
 
 
 def download(url, kind=None, models_dir=None, name=None, sha256=None, on_event=None, **options):
@@ -50,6 +51,14 @@ def read_parameters(path_or_image):
     from .infotext import read_parameters as _read_parameters
 
     return _read_parameters(path_or_image)
+
+
+def recreate(source, models_dir=None, **options):
+    """An image's CivitAI page (civitai.com/images/ID, civitai.red/…), URL or file in: every resource it used found
+    or downloaded, and the request to make it again; see `colab_sd.recreate.recreate`. `generate=True` renders it."""
+    from .recreate import recreate as _recreate
+
+    return _recreate(source, models_dir, **options)
 
 
 def launch(models_dir=None, outputs_dir=None):
