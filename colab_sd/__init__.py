@@ -55,8 +55,8 @@ def read_parameters(path_or_image):
 
 def recreate(source, models_dir=None, **options):
     """An image's CivitAI page (civitai.com/images/ID, civitai.red/…), URL or file in: every resource it used found
-    or downloaded, and the request to make it again; see `colab_sd.recreate.recreate`. `generate=True` renders it."""
-    from .recreate import recreate as _recreate
+    or downloaded, and the request to make it again; see `colab_sd.recreation.recreate`. `generate=True` renders it."""
+    from .recreation import recreate as _recreate
 
     return _recreate(source, models_dir, **options)
 

@@ -11,7 +11,7 @@ import pytest
 from colab_sd import cli
 from colab_sd.civitai import levels
 from colab_sd.library import read_sidecar
-from colab_sd.recreate import recreate
+from colab_sd.recreation import recreate
 from colab_sd.tokens import TokenStore
 from fakes.civitai import FakeFile
 from fakes.civitai_catalog import FakeImage, jpeg

@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..events import TqdmBar
-    from ..recreate import recreate
+    from ..recreation import recreate
 
     bar = TqdmBar(file=sys.stderr)  # downloads' bars and messages; StepProgress is not drawn here
     result = recreate(args.source, args.models_dir, generate=args.generate, download=args.download,

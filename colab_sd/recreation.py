@@ -6,7 +6,8 @@
     result.notes        # what could not be carried over (no metadata, hires fix, an unknown sampler…)
     colab_sd.recreate(source, generate=True).images
 
-Torch-free unless `generate=True`. Each thing that cannot be done (missing metadata, a deleted model, an early
+Torch-free unless `generate=True`. (The module is not called `recreate` because the package's `colab_sd.recreate`
+function would be shadowed by it on first import.) Each thing that cannot be done (missing metadata, a deleted model, an early
 access LoRA, a family colab_sd cannot run) is one line in `notes` / a `missing` resource; the rest is still done.
 """
 from __future__ import annotations
