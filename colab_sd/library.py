@@ -20,7 +20,8 @@ from . import hosts
 from .tokens import in_colab, redact, redact_url
 
 # Kind → folder name (they are the same word, on purpose: what a user types is what they see on disk).
-KINDS = ("checkpoint", "lora", "vae", "embedding", "controlnet", "upscaler", "other")
+# text_encoder: T5-XXL / CLIP-L / CLIP-G / Qwen3 files that transformer-only checkpoints (Flux, Z-Image…) need.
+KINDS = ("checkpoint", "lora", "vae", "embedding", "controlnet", "upscaler", "text_encoder", "other")
 
 # Words users (and other tools) use for a kind.
 _ALIASES = {
@@ -31,6 +32,7 @@ _ALIASES = {
     "embeddings": "embedding", "textualinversion": "embedding", "textual_inversion": "embedding",
     "textual-inversion": "embedding", "ti": "embedding", "negative": "embedding",
     "controlnets": "controlnet", "upscalers": "upscaler", "esrgan": "upscaler",
+    "text_encoders": "text_encoder", "text-encoder": "text_encoder", "clip": "text_encoder", "t5": "text_encoder",
 }
 
 # Extensions that are model weights (listing shows these; the download engine expects binary bodies).

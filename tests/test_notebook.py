@@ -53,4 +53,4 @@ def test_notebook_executes_and_renders_the_app(tmp_path, monkeypatch):
     assert str(models) in text  # the app tells where the models live
     # launch() laid out the models folder that COLAB_SD_HOME names.
     assert sorted(p.name for p in models.iterdir() if p.is_dir()) == sorted(
-        ["checkpoint", "lora", "vae", "embedding", "controlnet", "upscaler", "other"])
+        ["checkpoint", "lora", "vae", "embedding", "controlnet", "upscaler", "text_encoder", "other"])

@@ -261,7 +261,7 @@ def _ck(family, **extra):
 
 
 @pytest.mark.parametrize("keys,expected", [
-    ({"model.diffusion_model.joint_blocks.37.x_block.mlp.fc1.weight": [9728, 2432]}, ("checkpoint", "sd3", None)),
+    ({"model.diffusion_model.joint_blocks.37.x_block.mlp.fc1.weight": [9728, 2432]}, ("checkpoint", "sd3", "3.5-large")),
     ({"double_layers.0.attn.w2q.weight": [3072, 3072], "cond_seq_linear.weight": [3072, 2048]},
      ("checkpoint", "auraflow", None)),
     ({"blocks.0.cross_attn.q_linear.weight": [1152, 1152], "y_embedder.y_proj.fc1.weight": [1152, 4096]},
@@ -276,9 +276,9 @@ def _ck(family, **extra):
     ({"down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight": [320, 768], "conv_in.weight": [320, 4, 3, 3],
       "up_blocks.1.attentions.0.proj_in.weight": [1280, 1280]}, ("other", "sd1", None)),
     ({"text_model.embeddings.token_embedding.weight": [49408, 768],
-      "text_model.encoder.layers.0.self_attn.k_proj.weight": [768, 768]}, ("other", None, None)),
+      "text_model.encoder.layers.0.self_attn.k_proj.weight": [768, 768]}, ("text_encoder", None, "clip-l")),
     ({"shared.weight": [32128, 4096], "encoder.block.0.layer.0.SelfAttention.q.weight": [4096, 4096]},
-     ("other", None, None)),
+     ("text_encoder", None, "t5-xxl")),
     ({"down_blocks.0.motion_modules.0.temporal_transformer.norm.weight": [320]}, ("other", None, None)),
     ({"vision_model.encoder.layers.0.self_attn.k_proj.weight": [1280, 1280]}, ("other", None, None)),
     ({"image_proj.proj.weight": [3072, 1024], "ip_adapter.1.to_k_ip.weight": [320, 768]}, ("other", None, None)),

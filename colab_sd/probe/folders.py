@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .dit import folder_variant
 from .result import FAMILY_NAMES, Probe, unknown
 from .rules import Verdict, width_family
 
@@ -18,6 +19,9 @@ _PIPELINE_FAMILIES = {
     "HunyuanDiTPipeline": "hunyuan", "AuraFlowPipeline": "auraflow", "KolorsPipeline": "kolors",
     "StableCascadeCombinedPipeline": "sd-cascade", "StableCascadePriorPipeline": "sd-cascade",
     "StableCascadeDecoderPipeline": "sd-cascade", "LuminaText2ImgPipeline": "lumina", "Lumina2Pipeline": "lumina",
+    "ZImagePipeline": "zimage", "ZImageImg2ImgPipeline": "zimage", "FluxKontextPipeline": "flux",
+    "Flux2KleinPipeline": "flux2", "Flux2Pipeline": "flux2", "QwenImagePipeline": "qwen-image",
+    "HiDreamImagePipeline": "hidream",
 }
 _COMPONENT_KINDS = {
     "AutoencoderKL": "vae", "AutoencoderTiny": "vae", "ConsistencyDecoderVAE": "vae",
@@ -59,6 +63,10 @@ def inspect_folder(folder: Path) -> Probe:
     elif in_channels == 8 or "InstructPix2Pix" in cls:
         verdict.variant = "instruct-pix2pix"
         verdict.why("InstructPix2Pix (8-channel UNet)")
+    if verdict.family in ("flux", "flux2", "sd3") and verdict.variant is None:
+        verdict.variant, why = folder_variant(verdict.family, cls, read_json(folder / "transformer" / "config.json"))
+        if why:
+            verdict.why(why)
     scheduler = read_json(folder / "scheduler" / "scheduler_config.json")
     if scheduler.get("prediction_type") == "v_prediction" and verdict.variant is None:
         verdict.variant = "v-prediction"
@@ -84,6 +92,10 @@ def _pipeline_family(cls: str, index: dict, unet: dict, folder: Path) -> tuple:
         family = {768: "sd1", 1024: "sd2"}.get(width)
         if family:
             return family, f"cross_attention_dim / text encoder width {width} → {FAMILY_NAMES[family]}"
+        if cls in ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"):
+            # The class decides what loads it: a pruned, distilled or test-size model of another width is still
+            # an SD1-style pipeline (SD2's own widths are 1024).
+            return "sd1", f"{cls} with a {width}-wide text encoder → {FAMILY_NAMES['sd1']} pipeline"
     for word, family in (("XL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux"), ("PixArt", "pixart"),
                          ("Cascade", "sd-cascade"), ("Hunyuan", "hunyuan"), ("AuraFlow", "auraflow")):
         if word in cls:

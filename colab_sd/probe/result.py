@@ -10,11 +10,13 @@ FAMILY_NAMES = {
     "sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", "sdxl-refiner": "SDXL refiner", "sd3": "SD3", "flux": "Flux",
     "chroma": "Chroma", "pixart": "PixArt", "sana": "Sana", "hunyuan": "Hunyuan-DiT", "hunyuan-video": "HunyuanVideo",
     "auraflow": "AuraFlow", "sd-cascade": "Stable Cascade", "kolors": "Kolors", "lumina": "Lumina",
+    "zimage": "Z-Image", "flux2": "Flux.2", "qwen-image": "Qwen-Image", "hidream": "HiDream",
 }
 
 
 KIND_NAMES = {"checkpoint": "checkpoint", "lora": "LoRA", "vae": "VAE", "embedding": "embedding",
-              "controlnet": "ControlNet", "upscaler": "upscaler", "other": "other model"}
+              "controlnet": "ControlNet", "upscaler": "upscaler", "text_encoder": "text encoder",
+              "other": "other model"}
 
 
 @dataclass(frozen=True)

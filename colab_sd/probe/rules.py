@@ -11,6 +11,7 @@ import re
 from typing import Iterable, Optional
 
 from ..library import KINDS
+from .dit import dit_verdict, quant_notes, sd3_variant, text_encoder_verdict
 from .result import FAMILY_NAMES, Probe
 
 
@@ -356,8 +357,10 @@ def _diffusion_model(shapes, keys, metadata):
     def full(key):
         return inner.get(key)
 
-    verdict = None
-    if has("double_blocks.0.img_attn.norm.key_norm.scale") or (
+    verdict = dit_verdict(inner, shapes, Verdict, where)
+    if verdict is not None:
+        pass
+    elif has("double_blocks.0.img_attn.norm.key_norm.scale") or (
             _has_prefix(inner, "double_blocks.") and _has_prefix(inner, "single_blocks.")):
         if _has_prefix(inner, "distilled_guidance_layer."):
             verdict = Verdict("checkpoint", "chroma").why(
@@ -375,9 +378,8 @@ def _diffusion_model(shapes, keys, metadata):
                 verdict.variant = "schnell"
                 verdict.why("no guidance_in (no distilled guidance) → Flux schnell")
     elif _has_prefix(inner, "joint_blocks."):
-        verdict = Verdict("checkpoint", "sd3").why(f"has {where}joint_blocks (MMDiT) → SD3")
-        if has("joint_blocks.37.x_block.mlp.fc1.weight"):
-            verdict.why("38 joint blocks → SD3.5 Large")
+        verdict = sd3_variant(Verdict("checkpoint", "sd3").why(f"has {where}joint_blocks (MMDiT) → SD3"), inner,
+                              "joint_blocks", "x_block.attn2.")
     elif has("double_layers.0.attn.w2q.weight") or has("cond_seq_linear.weight"):
         verdict = Verdict("checkpoint", "auraflow").why("has double_layers / cond_seq_linear → AuraFlow")
     elif has("clip_txt_mapper.weight") or has("down_blocks.1.0.channelwise.0.weight"):
@@ -408,6 +410,8 @@ def _diffusion_model(shapes, keys, metadata):
         verdict.why("has a v_pred key → v-prediction")
     if "ztsnr" in shapes:
         verdict.why("has a ztsnr key → trained with zero terminal SNR")
+    for note in quant_notes(keys):
+        verdict.why(note)
     return verdict
 
 
@@ -519,13 +523,11 @@ def _upscaler(shapes, keys, metadata):
 
 def _other_known(shapes, keys, metadata):
     """Things we recognise that have no folder of their own: reported as kind "other" with why."""
-    if _has_prefix(keys, "text_model.encoder.layers.", "text_model.embeddings."):
-        width = _dim(shapes, "text_model.embeddings.token_embedding.weight", 1)
-        return Verdict("other").why(f"a CLIP text encoder alone{f' ({width} wide)' if width else ''} → other")
+    encoder = text_encoder_verdict(shapes, Verdict)
+    if encoder is not None:
+        return encoder
     if _has_prefix(keys, "vision_model.encoder.layers."):
         return Verdict("other").why("a CLIP vision encoder alone (vision_model.*, used by IP-Adapter) → other")
-    if "shared.weight" in shapes and _has_prefix(keys, "encoder.block."):
-        return Verdict("other").why("a T5 text encoder alone (shared + encoder.block.*) → other")
     if _has_part(keys, "motion_modules."):
         return Verdict("other").why("has motion_modules.* (AnimateDiff motion module) → other")
     if _has_prefix(keys, "image_proj.") and _has_prefix(keys, "ip_adapter."):
