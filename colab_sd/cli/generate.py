@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import from_image
+from .common import EXIT_USAGE, fail
+
 from ..generation.samplers import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, SAMPLERS, SCHEDULES
 
 
@@ -11,9 +14,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("generate", help="generate images with a checkpoint from the library",
                        description="Generate images (txt2img, or img2img with --init) and save them as PNGs with "
                                    "A1111 metadata; prints the saved paths.")
-    p.add_argument("--model", "-m", required=True,
-                   help="checkpoint name in DIR/checkpoint, a .safetensors/.ckpt file, a diffusers folder or a HF repo id")
-    p.add_argument("--prompt", "-p", required=True, help="the prompt; <lora:name:0.8> tags apply LoRAs")
+    p.add_argument("--model", "-m", help="checkpoint name in DIR/checkpoint, a .safetensors/.ckpt file, a diffusers "
+                                         "folder or a HF repo id (required unless --from gives it)")
+    p.add_argument("--prompt", "-p", help="the prompt; <lora:name:0.8> tags apply LoRAs (required unless --from)")
+    from_image.add_argument(p)
     p.add_argument("--negative", "-n", default="", help="negative prompt")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=7.0, help="CFG scale (default 7)")
@@ -38,6 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dir", dest="models_dir", help="models root (default: $COLAB_SD_HOME, /content/models in Colab, ./models)")
     p.add_argument("--out", dest="outputs_dir", help="outputs folder (default: $COLAB_SD_OUTPUTS, /content/outputs in Colab, ./outputs)")
     p.add_argument("--json", action="store_true", help="print one JSON event per line on stdout")
+    from_image.mark_defaults(p)  # keep last: it marks every default above so that --from knows what was given
     p.set_defaults(handler=run)
     return p
 
@@ -77,14 +82,20 @@ def run(args) -> int:
     from ..generation import generate
 
     listener = JsonLines(sys.stdout) if args.json else _StepBar(sys.stderr)
+    fields = dict(model=args.model, prompt=args.prompt, negative_prompt=args.negative, steps=args.steps,
+                  cfg=args.cfg, sampler=args.sampler, schedule=args.schedule, seed=args.seed,
+                  width=args.width, height=args.height, batch_size=args.batch, batch_count=args.count,
+                  clip_skip=args.clip_skip, loras=args.lora, embeddings=args.embedding, vae=args.vae,
+                  init_image=args.init, strength=args.strength, prediction=args.prediction,
+                  config=args.config, device=args.device, dtype=args.dtype, low_vram=args.low_vram,
+                  models_dir=args.models_dir, outputs_dir=args.outputs_dir)
+    if args.from_image:
+        fields = from_image.apply(args.from_image, fields, args.models_dir, listener)
+    elif not args.model or args.prompt is None:
+        fail("generate needs --model and --prompt, or --from IMAGE to take them from an image")
+        return EXIT_USAGE
     try:
-        result = generate(model=args.model, prompt=args.prompt, negative_prompt=args.negative, steps=args.steps,
-                          cfg=args.cfg, sampler=args.sampler, schedule=args.schedule, seed=args.seed,
-                          width=args.width, height=args.height, batch_size=args.batch, batch_count=args.count,
-                          clip_skip=args.clip_skip, loras=args.lora, embeddings=args.embedding, vae=args.vae,
-                          init_image=args.init, strength=args.strength, prediction=args.prediction,
-                          config=args.config, device=args.device, dtype=args.dtype, low_vram=args.low_vram,
-                          models_dir=args.models_dir, outputs_dir=args.outputs_dir, on_event=listener)
+        result = generate(**fields, on_event=listener)
     finally:
         if isinstance(listener, _StepBar):
             listener.close()
