@@ -282,7 +282,7 @@ def _folder_kind(path: Path, emit: Listener, job: str) -> str:
 def _same_file(a: Path, b: Path) -> bool:
     if a.stat().st_size != b.stat().st_size:
         return False
-    from .transfer import file_sha256
+    from .hashing import file_sha256
 
     return file_sha256(a).hexdigest() == file_sha256(b).hexdigest()
 

@@ -14,7 +14,6 @@ goes through a temporary file and `os.replace`, so a crash mid-save leaves the p
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -145,18 +144,3 @@ def name_in_progress(folder: Path, origin: str) -> Optional[str]:
                 and (folder / (state.name + PART_SUFFIX)).exists():
             return state.name
     return None
-
-
-def file_sha256(path: Path, limit: Optional[int] = None, chunk: int = 1 << 20) -> "hashlib._Hash":
-    """A sha256 object fed with the first `limit` bytes of `path` (all when None)."""
-    digest = hashlib.sha256()
-    remaining = limit
-    with open(path, "rb") as fh:
-        while remaining is None or remaining > 0:
-            data = fh.read(chunk if remaining is None else min(chunk, remaining))
-            if not data:
-                break
-            digest.update(data)
-            if remaining is not None:
-                remaining -= len(data)
-    return digest

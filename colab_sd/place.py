@@ -15,7 +15,7 @@ from typing import Optional
 
 from .errors import IntegrityError
 from .events import Completed, Info, Listener
-from .partfile import file_sha256
+from .hashing import file_sha256
 from .remote import FetchResult
 
 

@@ -27,7 +27,8 @@ from .errors import ColabSDError, DownloadCancelled, DownloadError, InputError
 from .events import Info, Listener, Meter, guard
 from .http import PROGRESS_CREDIT, Retryable, backoff, new_session, open_stream
 from .lock import FileLock
-from .partfile import PartState, Target, file_sha256, name_in_progress, trusted_state
+from .hashing import file_sha256
+from .partfile import PartState, Target, name_in_progress, trusted_state
 from .place import already_there
 from .remote import FetchResult, RemoteFile
 from .tokens import redact, redact_url, remember_secret

@@ -58,7 +58,7 @@ def sidecar_fields(version: Mapping[str, Any], digest: str) -> dict:
     from ..sources import civitai as source
 
     files = list(version.get("files") or [])
-    f = next((g for g in files if source.file_sha256(g) == digest.lower()), None) or (files[0] if files else {})
+    f = next((g for g in files if source.listed_sha256(g) == digest.lower()), None) or (files[0] if files else {})
     model = version.get("model") or {}
     return source.sidecar_meta(version, f, source.kind_for(model.get("type"), f.get("type")))
 
@@ -73,7 +73,7 @@ class Identified:
 def identify(entries, client: Client, *, force: bool = False) -> list[Identified]:
     """Look up, by SHA256 on every CivitAI host, each model file whose sidecar has no CivitAI details; record
     what is found (base model, trigger words, ids) and a preview. Folders are skipped (no single hash)."""
-    from ..transfer import file_sha256
+    from ..hashing import file_sha256
 
     out = []
     for entry in entries:

@@ -69,7 +69,7 @@ def identify(entries) -> None:
     from ..library import update_sidecar
     from ..sources import civitai
     from ..tokens import TokenStore
-    from ..transfer import file_sha256
+    from ..hashing import file_sha256
 
     tokens = TokenStore()
     for entry in entries:

@@ -18,7 +18,7 @@ from typing import Optional
 
 from .. import infotext as _infotext
 from ..library import read_sidecar, update_sidecar
-from ..transfer import file_sha256
+from ..hashing import file_sha256
 from .. import hosts
 from ..tokens import in_colab
 

@@ -201,7 +201,8 @@ def scan_pending(f: Mapping[str, Any]) -> bool:
     return bool(results - {"Success"})
 
 
-def file_sha256(f: Mapping[str, Any]) -> Optional[str]:
+def listed_sha256(f: Mapping[str, Any]) -> Optional[str]:
+    """The SHA256 CivitAI lists for a file record (`hashes.SHA256`), lower-case hex, or None."""
     value = ((f.get("hashes") or {}).get("SHA256") or "").strip().lower()
     return value if re.fullmatch(r"[0-9a-f]{64}", value) else None
 
@@ -363,7 +364,7 @@ def resolve(url: str, tokens: Optional[TokenStore] = None, *, notes: Optional[li
     model = version.get("model") or {}
     kind = kind_for(model.get("type"), f.get("type"))
     label = _version_label(version)
-    sha = file_sha256(f)
+    sha = listed_sha256(f)
     if notes is not None:
         if scan_pending(f) or sha is None:
             notes.append(f"CivitAI has not finished scanning {f.get('name')!r} (pickle/virus scan pending): "
@@ -422,7 +423,7 @@ def identify(sha256: str, tokens: Optional[TokenStore] = None) -> Optional[dict]
         return None
     version = hit[0]
     files = list(version.get("files") or [])
-    f = next((g for g in files if file_sha256(g) == value), None) or \
+    f = next((g for g in files if listed_sha256(g) == value), None) or \
         next((g for g in files if str((g.get("hashes") or {}).get("AutoV2", "")).lower() == value[:10]), None) or \
         (files[0] if files else {})
     model = version.get("model") or {}

@@ -29,7 +29,7 @@ from ..events import Completed, Info, Listener, Meter, guard
 from ..library import merge_tree
 from ..remote import FetchResult, RemoteFile
 from ..tokens import TokenStore, redact, redact_url
-from ..transfer import file_sha256
+from ..hashing import file_sha256
 
 log = logging.getLogger("colab_sd.sources.gdrive")
 

@@ -24,7 +24,7 @@ from ..errors import AuthError, DownloadCancelled, DownloadError, InputError, In
 from ..events import Completed, Info, Listener, Meter, guard
 from ..remote import FetchResult, RemoteFile
 from ..tokens import Token, TokenStore, redact, redact_url
-from ..transfer import file_sha256
+from ..hashing import file_sha256
 from .hosts import env_endpoint, on_hosts
 
 log = logging.getLogger("colab_sd.sources.huggingface")
