@@ -242,6 +242,20 @@ class SpeedRule:
             self.got, self.ends = 0, now + self.window
 
 
+def read_upto(raw, limit: int, rule: Optional[SpeedRule], decode: bool = False) -> bytes:
+    """Up to `limit` bytes of a body, read as they arrive so that a trickle meets the speed rule
+    instead of blocking a plain read(limit) for ever."""
+    got = bytearray()
+    while len(got) < limit:
+        data = raw.read1(limit - len(got), decode_content=decode)
+        if not data:
+            break
+        got += data
+        if rule is not None:
+            rule.feed(len(data))
+    return bytes(got)
+
+
 def encoded(headers: Mapping[str, str]) -> bool:
     """True when the body comes compressed (Content-Encoding gzip, br…) although identity was asked for."""
     value = (headers.get("Content-Encoding") or "").strip().lower()
@@ -324,7 +338,7 @@ def explained(remote: RemoteFile, status: int, headers, body: bytes, url: str) -
 def raise_for_status(remote: RemoteFile, resp: requests.Response, url: str) -> None:
     status = resp.status_code
     try:
-        body = resp.raw.read(65536, decode_content=True) or b""
+        body = read_upto(resp.raw, 65536, SpeedRule(1024, 10), decode=encoded(resp.headers))
     except Exception:
         body = b""
     finally:

@@ -21,7 +21,7 @@ import requests
 from .errors import ColabSDError, DiskFullError, DownloadError, ErrorPageError, IntegrityError
 from .events import Completed, Info, Meter
 from .http import (Changed, Retryable, SpeedRule, check_same_version, encoded, expects_binary, explained, human_size,
-                   looks_like_page, page_excerpt, parse_content_range, short, strong_validator)
+                   looks_like_page, page_excerpt, parse_content_range, read_upto, short, strong_validator)
 from .hashing import file_sha256
 from .partfile import PartState, Target
 from .place import place
@@ -43,7 +43,8 @@ def receive(dl, resp: requests.Response, target: Target, state: Optional[PartSta
         if resp.status_code == 416:
             return _on_416(dl, resp, target, state, offset)
         offset, total, validator, packed = _what_came(dl, resp, target, state, offset)
-        head = _first_bytes(resp, dl.options.chunk_size, packed)
+        rule = SpeedRule(dl.options.low_speed_limit, dl.options.low_speed_time)
+        head = _first_bytes(resp, dl.options.chunk_size, packed, rule)
         _refuse_page(dl, resp, target, head, packed)
         _check_space(target, total, offset)
         if packed or resp.status_code != 206 or dl.single_only or dl.options.connections_for(total) == 1:
@@ -77,9 +78,11 @@ def _what_came(dl, resp, target: Target, state: Optional[PartState], offset: int
     return 0, total, validator, packed
 
 
-def _first_bytes(resp: requests.Response, chunk_size: int, packed: bool) -> bytes:
+def _first_bytes(resp: requests.Response, chunk_size: int, packed: bool, rule: SpeedRule) -> bytes:
     try:
-        return resp.raw.read(min(4096, chunk_size), decode_content=packed) or b""
+        return read_upto(resp.raw, min(4096, chunk_size), rule, packed)
+    except Retryable:
+        raise
     except Exception as err:
         raise Retryable(f"connection lost: {short(err)}") from None
 
@@ -87,7 +90,7 @@ def _first_bytes(resp: requests.Response, chunk_size: int, packed: bool) -> byte
 def _refuse_page(dl, resp, target: Target, head: bytes, packed: bool) -> None:
     if expects_binary(target.final.name) and looks_like_page(resp.headers.get("Content-Type"), head):
         try:
-            body = head + (resp.raw.read(65536 - len(head), decode_content=packed) or b"")
+            body = head + read_upto(resp.raw, 65536 - len(head), SpeedRule(1024, 10), packed)
         except Exception:
             body = head
         raise explained(dl.remote, resp.status_code, resp.headers, body, resp.url) or ErrorPageError(

@@ -276,17 +276,19 @@ def test_existing_complete_file_is_skipped(server, tmp_path):
     before = len(server.requests)
     result, events = get(server, "/e.safetensors", tmp_path)
     assert result.skipped and events.of(ev.Completed)[0].skipped
-    assert len(server.requests) == before + 1  # one GET to learn the size; its body is not read
+    assert len(server.requests) == before + 1  # without a hash, size alone proves nothing: fetched, compared, dropped
     # with a known hash and name, no request at all
     result, _ = get(server, "/e.safetensors", tmp_path, remote={"sha256": SHA, "filename": "e.safetensors"})
     assert result.skipped and len(server.requests) == before + 1
 
 
-def test_existing_different_file_is_replaced_only_after_verification(server, tmp_path):
+def test_existing_different_file_is_never_replaced(server, tmp_path):
     server.route("/e.safetensors", Route(body=BODY))
     (tmp_path / "e.safetensors").write_bytes(b"old and different")
-    result, _ = get(server, "/e.safetensors", tmp_path)
-    assert sha_of(result.path) == SHA
+    result, events = get(server, "/e.safetensors", tmp_path)
+    assert sha_of(result.path) == SHA and result.path.name == "e-2.safetensors"
+    assert (tmp_path / "e.safetensors").read_bytes() == b"old and different"
+    assert any("already exists with other contents" in e.message for e in events.of(ev.Info))
 
 
 # ---------------------------------------------------------------------------------------------- processes, disk, events
