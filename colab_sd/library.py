@@ -119,11 +119,32 @@ def write_sidecar(model_path: os.PathLike | str, meta: dict) -> Path:
 
 
 def read_sidecar(model_path: os.PathLike | str) -> dict:
-    """The sidecar's data, or {} when there is none (or it is unreadable)."""
+    """The sidecar's data, or {} when there is none, it is unreadable, or it is not a JSON object.
+
+    A damaged sidecar (truncated by a crash, a list or a number written by hand or by another tool) counts as
+    absent: it must never break listing, lookups or an unrelated download.
+    """
     try:
-        return json.loads(sidecar_path(model_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(sidecar_path(model_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
         return {}
+    if not isinstance(data, dict):
+        return {}
+    # Known fields of the wrong JSON type are dropped, so that readers can trust `meta.get(field)`'s type.
+    clean = {k: v for k, v in data.items() if k not in _FIELD_TYPES or _is_a(v, _FIELD_TYPES[k])}
+    for key in ("trigger_words", "also_sources"):
+        if key in clean:
+            clean[key] = [v for v in clean[key] if isinstance(v, str)]
+    return clean
+
+
+# The sidecar fields colab_sd reads, with their JSON types.
+_FIELD_TYPES = {"source": str, "sha256": str, "kind": str, "base_model": str, "family": str, "size": int,
+                "trigger_words": list, "also_sources": list, "civitai": dict, "files": int}
+
+
+def _is_a(value, kind: type) -> bool:
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
 
 # ---------------------------------------------------------------------------------------------- listing
@@ -248,7 +269,7 @@ def find_by_source(root: os.PathLike | str, source: str, kind: Optional[str] = N
             if sha256 and (meta.get("sha256") or "").lower() != sha256.lower():
                 continue
             size = model.stat().st_size if model.is_file() else _folder_size(model)
-            if meta.get("size") is not None and int(meta["size"]) != size:
+            if meta.get("size") is not None and meta["size"] != size:
                 continue
             return model
     return None
