@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
 import threading
 from pathlib import Path
 from typing import Optional
 
 from . import library
-from .errors import ColabSDError, DownloadCancelled, InputError
+from .errors import ColabSDError, DownloadCancelled, DownloadError, InputError
 from .events import Cancelled, Completed, Error, Info, Listener, Meter, Progress, Throttle
 from .library import kind_dir, models_root, normalize_kind
 from .remote import FetchResult, RemoteFile
 from .tokens import TokenStore, redact, redact_url
+from .place import place, place_tree
 from .transfer import TransferOptions, fetch
 
 log = logging.getLogger("colab_sd.api")
@@ -83,6 +83,11 @@ def download(url: str, kind: Optional[str] = None, models_dir=None, name: Option
     except ColabSDError as err:
         emit(Error(message=redact(err), job=job))
         raise
+    except Exception as err:  # a library's own exception must not escape the API: one line, ours, token-free
+        log.debug("unexpected error in download(%s)", job, exc_info=True)
+        wrapped = DownloadError(f"download of {job} failed: {type(err).__name__}: {redact(err)}")
+        emit(Error(message=str(wrapped), job=job))
+        raise wrapped from None
 
 
 class _Run:
@@ -178,7 +183,7 @@ class _Run:
         meta = {k: v for k, v in dict(remote.meta).items() if k not in ("folder", "is_folder", "size_estimate")}
         family = getattr(probe, "family", None)
         meta.update({
-            "source": self.plan.url,
+            "source": redact_url(self.plan.url),
             "source_name": self.plan.source,
             "kind": kind,
             "sha256": sha256,
@@ -195,7 +200,7 @@ class _Run:
 
             meta["base_model"] = FAMILY_NAMES.get(family, family)
         meta.setdefault("trigger_words", [])
-        return meta
+        return _scrub(meta)
 
     def _sidecar(self, path: Path, meta: dict, skipped: bool) -> None:
         """Write the sidecar; when the same bytes were already in the library (a repeat, or the same
@@ -240,6 +245,17 @@ class _FolderProgress:
         self.done += size
 
 
+def _scrub(value):
+    """Every string in a sidecar's data with credentials redacted (signed URLs from a source's metadata too)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
 # ---------------------------------------------------------------------------------------------- placing files
 
 
@@ -279,37 +295,13 @@ def _folder_kind(path: Path, emit: Listener, job: str) -> str:
     return "other"
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    from .hashing import file_sha256
-
-    return file_sha256(a).hexdigest() == file_sha256(b).hexdigest()
-
-
 def _place(path: Path, folder: Path, emit: Listener, job: str) -> Path:
-    """Move a fetched file or folder into its kind folder (an atomic rename on the same filesystem).
-
-    A file already there with the same bytes is kept (the new copy dropped); a different file of the
-    same name is not overwritten: the newcomer gets a suffix.
-    """
+    """Move a fetched file or folder into its kind folder through the byte mover's one placement rule:
+    the same bytes already there are kept once; a different file of the same name is never replaced
+    (the newcomer gets a distinct name, and an Info event says so)."""
     target = folder / path.name
     if path.resolve() == target.resolve():
         return target
-    if target.exists():
-        if path.is_file() and target.is_file() and _same_file(path, target):
-            path.unlink()
-            return target
-        if path.is_dir() and target.is_dir():
-            library.merge_tree(path, target)
-            return target
-        stem, dot, ext = path.name.partition(".")
-        n = 2
-        while (folder / f"{stem}-{n}{dot}{ext}").exists():
-            n += 1
-        target = folder / f"{stem}-{n}{dot}{ext}"
-        emit(Info(f"{folder.name}/{path.name} exists with other contents; saving as {target.name}", job=job))
-    os.replace(path, target)
-    return target
-
-
+    if path.is_dir():
+        return place_tree(path, target, emit, job)
+    return place(path, target, None, emit, job)[0]

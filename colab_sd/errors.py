@@ -2,7 +2,16 @@
 
 
 class ColabSDError(Exception):
-    """Base of every error colab_sd raises on purpose; `str(err)` is safe to show a user."""
+    """Base of every error colab_sd raises on purpose; `str(err)` and `repr(err)` are safe to show a user:
+    any token, signed-URL credential or Bearer value in the message is scrubbed when it is shown."""
+
+    def __str__(self) -> str:
+        from .tokens import redact  # lazy: tokens is light, but errors must import first
+
+        return redact(super().__str__())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class InputError(ColabSDError, ValueError):

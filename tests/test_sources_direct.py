@@ -72,7 +72,7 @@ def test_same_name_other_contents_is_not_overwritten(server, models, model_bytes
     path = colab_sd.download(server.url("/style.safetensors"), models_dir=models, on_event=events)
     assert path == models / "lora" / "style-2.safetensors" and file_sha256(path) == sha256(model_bytes["lora"])
     assert file_sha256(mine) == sha256(model_bytes["lora_xl"])
-    assert any("saving as style-2.safetensors" in e.message for e in events.of(Info))
+    assert any("saved as style-2.safetensors" in e.message for e in events.of(Info))
 
 
 def test_same_file_from_another_link_is_kept_once(server, models, model_bytes):

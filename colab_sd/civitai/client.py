@@ -183,11 +183,13 @@ class Client:
     def _fetch(self, url: str, token, missing: str) -> Any:
         import requests  # lazy: `import colab_sd` stays light
 
+        from ..http import may_send_credentials
+
         shown, hops, attempt, last = redact_url(url), 0, 0, ""
         while attempt < ATTEMPTS:
             attempt += 1
             headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-            if token is not None and self.is_api(url):
+            if token is not None and self.is_api(url) and may_send_credentials(url, url):  # never over plain http
                 headers.update(token.header())
             try:
                 self.requests += 1

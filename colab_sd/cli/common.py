@@ -17,7 +17,7 @@ def fail(message: object) -> None:
 def setup_logging(verbose: bool) -> None:
     """`[colab_sd] LEVEL message` on stderr; DEBUG with --verbose, WARNING otherwise; tokens scrubbed."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[colab_sd] %(levelname)s %(message)s"))
+    handler.setFormatter(RedactFormatter("[colab_sd] %(levelname)s %(message)s"))
     handler.addFilter(RedactFilter())
     logger = logging.getLogger("colab_sd")
     logger.handlers[:] = [handler]
@@ -34,3 +34,10 @@ class RedactFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True
+
+
+class RedactFormatter(logging.Formatter):
+    """Scrubs the whole formatted record, the traceback of --verbose included (the filter runs before it exists)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import DownloadError, NotFoundError
+from ..http import may_send_credentials
 from ..tokens import redact, redact_url
 
 log = logging.getLogger("colab_sd.sources")
@@ -35,8 +36,9 @@ def get_json(url: str, *, headers: Optional[Mapping[str, str]] = None, service: 
         attempt += 1
         if attempt > 1:  # never before the first request (issue 13 B6: every call used to wait 0.5 s)
             time.sleep(min(4.0, BACKOFF * 2 ** (attempt - 2)))
+        sent = dict(headers or {}) if may_send_credentials(url, url) else {}  # a token never goes over plain http
         try:
-            with requests.get(url, headers={"Accept": "application/json", **dict(headers or {})},
+            with requests.get(url, headers={"Accept": "application/json", **sent},
                               timeout=TIMEOUT, allow_redirects=False) as r:
                 status, body = r.status_code, r.content
                 location = r.headers.get("Location", "")
@@ -51,7 +53,8 @@ def get_json(url: str, *, headers: Optional[Mapping[str, str]] = None, service: 
             raise auth_error
         if status in (301, 302, 303, 307, 308) and location and hops < 5:
             target = urljoin(url, location)
-            if urlsplit(target).netloc == urlsplit(url).netloc or trusted(target):
+            downgrade = urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https"
+            if not downgrade and (urlsplit(target).netloc == urlsplit(url).netloc or trusted(target)):
                 url, shown, hops, attempt = target, redact_url(target), hops + 1, attempt - 1
                 continue
         if status == 429 or status >= 500:
