@@ -9,6 +9,7 @@ import ipywidgets as widgets
 
 from ..library import ensure_layout, models_root
 from ..tokens import TokenStore
+from .civitai_panel import CivitaiPanel
 from .compat import tabs
 from .download_panel import DownloadPanel
 from .html import message
@@ -30,10 +31,13 @@ class App:
         self.generate = _generate_panel(self)
         self.library.on_change = self._library_changed
         self.download = DownloadPanel(self.models_dir, self.tokens, on_downloaded=lambda paths: self.library.refresh())
+        self.civitai = CivitaiPanel(self.models_dir, self.tokens, on_downloaded=lambda paths: self.library.refresh(),
+                                    on_recreated=self._recreated)
         generate_page = self.generate.widget if self.generate is not None else widgets.HTML(message(
             "Generation needs torch and diffusers: pip install 'colab-sd[generation]' (Colab already has them).", "warn"))
         self.tabs = tabs([("Download", self.download.widget), ("Library", self.library.widget),
-                          ("Generate", generate_page), ("Tokens", self.tokens_panel.widget)])
+                          ("Generate", generate_page), ("CivitAI", self.civitai.widget),
+                          ("Tokens", self.tokens_panel.widget)])
         title = widgets.HTML("<b>colab_sd</b> · Stable Diffusion workstation "
                              + message(f"· models in {self.models_dir}"))
         self.widget = widgets.VBox([title, self.tabs])
@@ -49,9 +53,20 @@ class App:
         if self.generate is not None:
             self.generate.set_library(entries)
 
+    def _recreated(self, result) -> None:
+        """A recreated image's settings go into the Generate panel, which is then shown."""
+        if self.generate is None:
+            return
+        from .civitai_recreate import fill_generate
+
+        left = fill_generate(self.generate, result, self.library.refresh())
+        if left:
+            log.info("recreate: not set in the Generate panel: %s", ", ".join(left))
+        self.show("Generate")
+
     def show(self, tab: str) -> None:
         """Switch to a tab by its title."""
-        titles = ["Download", "Library", "Generate", "Tokens"]
+        titles = ["Download", "Library", "Generate", "CivitAI", "Tokens"]
         self.tabs.selected_index = titles.index(tab)
 
     def __repr__(self) -> str:
