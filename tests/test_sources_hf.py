@@ -10,6 +10,7 @@ from colab_sd.errors import AuthError, InputError, IntegrityError, NotFoundError
 from colab_sd.events import Collect, Completed, Progress
 from colab_sd.library import read_sidecar
 from colab_sd.tokens import TokenStore
+from colab_sd.transfer import TransferOptions
 from fakes.fixtures import file_sha256, sha256
 from fakes.hf_hub import TOKEN
 
@@ -210,7 +211,7 @@ def test_type_option_wins_and_repeat_is_skipped(repos, hub, models):
     assert events.of(Completed)[0].skipped and len(hub.cdn.requests) == before
 
 
-def test_cancel_stops_the_hub_client_and_keeps_nothing_final(repos, hub, models):
+def test_cancel_stops_the_download_and_keeps_nothing_final(repos, hub, models):
     import threading
 
     from colab_sd.errors import DownloadCancelled
@@ -223,13 +224,12 @@ def test_cancel_stops_the_hub_client_and_keeps_nothing_final(repos, hub, models)
         colab_sd.download("alice/dreamy-lora/dreamy_lora.safetensors", models_dir=models, on_event=events,
                           cancel=cancel, tokens=_no_tokens())
     assert len(events.of(Cancelled)) == 1
-    assert not [f for f in _files(models) if f.endswith(".safetensors")]  # only the client's resumable state
+    assert not [f for f in _files(models) if f.endswith(".safetensors")]  # at most a resumable .part
 
 
-def test_interrupted_hub_download_completes_on_the_next_run(repos, hub, models):
-    """The client's partial file lives in a stable staging folder beside the target: huggingface_hub 1.x
-    (Colab) resumes it with Range on the next run; 2.x drops partial files by design and fetches again.
-    Either way the next run completes, verifies the sha256 and leaves nothing behind."""
+def test_interrupted_hub_download_resumes_from_its_part(repos, hub, models):
+    """Hub files go through the byte mover like any link: an interrupted one resumes from its `.part`
+    with Range on the next run, then the Hub's sha256 is checked."""
     import threading
 
     from colab_sd.errors import DownloadCancelled
@@ -242,18 +242,30 @@ def test_interrupted_hub_download_completes_on_the_next_run(repos, hub, models):
         if isinstance(event, Progress) and 0 < event.downloaded < len(data):
             cancel.set()
 
+    options = TransferOptions(connections=1, chunk_size=64 * 1024)
     with pytest.raises(DownloadCancelled):
         colab_sd.download("alice/big/big_model.safetensors", models_dir=models, on_event=stop_after_first_bytes,
-                          cancel=cancel, tokens=_no_tokens())
-    assert cancel.is_set() and not (models / "checkpoint" / "big_model.safetensors").exists()
-    kept = [p for p in (models / "other" / ".hf-staging").rglob("*.incomplete")]
+                          cancel=cancel, tokens=_no_tokens(), options=options)
+    parts = list(models.rglob("big_model.safetensors.part"))
+    assert cancel.is_set() and parts and not (models / "checkpoint" / "big_model.safetensors").exists()
     first_requests = len(hub.cdn.requests)
     path = colab_sd.download("alice/big/big_model.safetensors", models_dir=models, tokens=_no_tokens())
     assert path == models / "checkpoint" / "big_model.safetensors" and file_sha256(path) == sha256(data)
     assert read_sidecar(path)["sha256_verified"] is True
-    if kept:  # a client that keeps its partial file must be asked to resume it
-        assert any(r["headers"].get("Range") for r in hub.cdn.requests[first_requests:])
+    assert any(r["headers"].get("Range", "bytes=0-") != "bytes=0-" for r in hub.cdn.requests[first_requests:])
     assert _files(models) == ["checkpoint/big_model.safetensors", "checkpoint/big_model.safetensors.json"]
+
+
+@pytest.mark.parametrize("bad", ["/etc/evil.json", "../../evil.json", "unet/../../evil.json", "a\\..\\b.json"])
+def test_a14_a_listing_with_an_unsafe_path_is_refused_whatever_the_client(hub, models, bad):
+    """Issue 13 A14: huggingface_hub 0.26 wrote such listed paths outside the repo folder; we check every
+    listed path ourselves, and the byte mover, not the client, decides where bytes go."""
+    from colab_sd.errors import DownloadError
+
+    hub.add_repo("evil/repo", {"model_index.json": b"{}", "unet/config.json": b"{}", bad: b"pwned"})
+    with pytest.raises(DownloadError, match="unsafe path"):
+        colab_sd.download("evil/repo", models_dir=models, tokens=_no_tokens())
+    assert _files(models) == [] and not (models.parent / "evil.json").exists()
 
 
 def test_fetched_diffusers_repo_loads_with_diffusers(hub, models, tmp_path):

@@ -1,30 +1,26 @@
 """Hugging Face Hub: file links, `owner/repo/path` shorthands and whole diffusers repos.
 
-huggingface_hub moves the bytes (it knows tokens, Xet, revisions and redirects to its CDN); this
-module picks what to fetch, bridges the client's progress bar into our events, verifies the
-sha256 of LFS files, and turns the Hub's errors into one-line messages. Only API shared by
-huggingface_hub 0.2x, 1.x and 2.x is used; the endpoint is read from `$HF_ENDPOINT` at call time
-(the library itself reads it once, at import).
+huggingface_hub answers the questions (which files a repo has, their sizes and LFS sha256, the
+commit; its errors become one-line messages); the byte mover moves every byte: the Hub's resolve
+URL redirects to its CDN (LFS and Xet-backed files alike), which the segmented engine fetches,
+resumes and verifies into `<name>.part` like any other link. Every path a listing gives is checked
+here (no absolute path, no `..`), whatever the client version. Only API shared by huggingface_hub
+0.2x, 1.x and 2.x is used; the endpoint is read from `$HF_ENDPOINT` at call time (the library
+itself reads it once, at import).
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import posixpath
 import re
-import shutil
-import threading
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 from urllib.parse import quote, unquote, urlsplit
 
-from ..errors import AuthError, DownloadCancelled, DownloadError, InputError, IntegrityError, NotFoundError
-from ..events import Completed, Info, Listener, Meter, guard
-from ..remote import FetchResult, RemoteFile
+from ..errors import AuthError, DownloadError, InputError, NotFoundError
+from ..remote import RemoteFile
 from ..tokens import Token, TokenStore, redact, redact_url
-from ..hashing import file_sha256
 from .hosts import env_endpoint, on_hosts
 
 log = logging.getLogger("colab_sd.sources.huggingface")
@@ -32,7 +28,6 @@ log = logging.getLogger("colab_sd.sources.huggingface")
 NAME = "huggingface"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 HOSTS = ("huggingface.co", "hf.co", "hf-mirror.com")
-STAGING = ".hf-staging"  # hidden folder beside the target where the Hub client keeps its partial files
 
 _REPO_PART = r"[A-Za-z0-9][\w.-]*"
 _SHORTHAND = re.compile(rf"^(?:hf://)?(?P<repo>{_REPO_PART}/{_REPO_PART})(?:@(?P<rev>[\w./-]+?))?(?:/(?P<path>.+))?$")
@@ -258,24 +253,32 @@ def _sha256_of(etag: Optional[str]) -> Optional[str]:
 
 
 def _file_remote(ref: HfRef, path: str, token: Optional[Token], *, size=None, sha256=None, commit=None,
-                 subdir=None, kind=None, folder=None, filename=None, engine: bool = False) -> RemoteFile:
-    """A RemoteFile for one repo file. `engine`: our segmented engine moves the bytes (plain LFS files,
-    which the Hub client fetches over one connection); otherwise the Hub client does (Xet-backed files,
-    where hf_xet already fetches in parallel, and repo snapshots)."""
+                 subdir=None, kind=None, folder=None, filename=None) -> RemoteFile:
+    """A RemoteFile for one repo file, fetched by the byte mover from the Hub's resolve URL (the token goes
+    to the Hub host only; the engine never forwards it to the CDN the Hub redirects to)."""
     from huggingface_hub import hf_hub_url
 
+    path = safe_path(path, ref)
     url = hf_hub_url(ref.repo_id, path, repo_type=None if ref.repo_type == "model" else ref.repo_type,
                      revision=commit or ref.revision, endpoint=endpoint_for(ref))
     meta = {"source_name": NAME, "huggingface": {"repo": ref.repo_id, "repo_type": ref.repo_type, "path": path,
                                                  "revision": ref.revision or "main", "commit": commit}}
     if folder:
         meta["folder"] = folder
-    if engine:  # the token goes to the Hub host only; the engine never forwards it to the CDN it redirects to
-        return RemoteFile(url=url, filename=filename or local_name(ref, path), size=size, sha256=sha256, kind=kind,
-                          subdir=subdir, meta=meta, headers=token.header() if token else {},
-                          explain=_http_explainer(ref, token, path))
     return RemoteFile(url=url, filename=filename or local_name(ref, path), size=size, sha256=sha256, kind=kind,
-                      subdir=subdir, meta=meta, fetcher=make_fetcher(ref, path, token, commit))
+                      subdir=subdir, meta=meta, headers=token.header() if token else {},
+                      explain=_http_explainer(ref, token, path))
+
+
+def safe_path(path: str, ref: HfRef) -> str:
+    """A repo path from a listing or a link, refused when it could leave the repo's folder (absolute, `..`,
+    backslashes, empty or control-character segments): old clients wrote such paths as given."""
+    parts = path.split("/")
+    if (not path or path.startswith("/") or "\\" in path or re.match(r"^[A-Za-z]:", path)
+            or any(p in ("", ".", "..") or any(ord(c) < 32 for c in p) for p in parts)):
+        raise DownloadError(f"the Hub listing of {ref.repo_id} names an unsafe path {path[:80]!r} "
+                            "(absolute or with '..'): refusing to download this repo")
+    return path
 
 
 def _http_explainer(ref: HfRef, token: Optional[Token], path: str):
@@ -312,15 +315,7 @@ def _resolve_file(ref: HfRef, token: Optional[Token]) -> RemoteFile:
         meta = get_hf_file_metadata(url, token=token.secret.reveal() if token else False)
     except Exception as err:  # the Hub client's errors → ours
         raise explain_error(err, ref, token) from None
-    xet = getattr(meta, "xet_file_data", None) is not None and _has_hf_xet()
-    return _file_remote(ref, ref.path, token, size=meta.size, sha256=_sha256_of(meta.etag), commit=meta.commit_hash,
-                        engine=not xet)
-
-
-def _has_hf_xet() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("hf_xet") is not None
+    return _file_remote(ref, ref.path, token, size=meta.size, sha256=_sha256_of(meta.etag), commit=meta.commit_hash)
 
 
 def _resolve_repo(ref: HfRef, token: Optional[Token], notes: Optional[list]):
@@ -333,7 +328,7 @@ def _resolve_repo(ref: HfRef, token: Optional[Token], notes: Optional[list]):
                              token=token.secret.reveal() if token else False)
     except Exception as err:
         raise explain_error(err, ref, token) from None
-    siblings = {s.rfilename: s for s in (info.siblings or [])}
+    siblings = {safe_path(s.rfilename, ref): s for s in (info.siblings or [])}
     names = list(siblings)
     if "model_index.json" in siblings:
         wanted = pipeline_files(names)
@@ -371,117 +366,3 @@ def _lfs_sha(lfs: Any) -> Optional[str]:
         return None
     value = lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
     return _sha256_of(value)
-
-
-# ---------------------------------------------------------------------------------------------- fetching
-
-
-def _bridge_class(emit: Listener, job: Optional[str], cancel: Optional[threading.Event]):
-    """A tqdm subclass that the Hub client drives: it shows nothing and forwards byte counts as our
-    Progress events (and stops the transfer when `cancel` is set)."""
-    from tqdm.auto import tqdm as base
-
-    class HubProgress(base):
-        def __init__(self, *args, **kwargs):
-            kwargs.pop("name", None)  # huggingface_hub's own tqdm takes a `name`; plain tqdm does not
-            kwargs["disable"] = True  # never draw: our listeners draw
-            self._total = kwargs.get("total")
-            self._done = int(kwargs.get("initial") or 0)
-            self._meter = Meter()
-            super().__init__(*args, **kwargs)
-
-        def update(self, n=1):
-            if cancel is not None and cancel.is_set():
-                raise DownloadCancelled("cancelled; the partial file is kept and the next run resumes it")
-            self._done += int(n or 0)
-            total = self._total if self._total else None
-            emit(self._meter.progress(self._done, total, job=job))
-            return super().update(n)
-
-    return HubProgress
-
-
-def _supports(func: Callable, param: str) -> bool:
-    try:
-        return param in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def make_fetcher(ref: HfRef, path: str, token: Optional[Token], commit: Optional[str]):
-    """The RemoteFile's fetcher: hf_hub_download into a hidden staging folder beside the target (its
-    `.incomplete` file resumes there), verify size and sha256, then move into place."""
-
-    def fetch(remote: RemoteFile, dest_dir: Path, *, name=None, on_event=None, cancel=None, options=None,
-              job=None) -> FetchResult:
-        from huggingface_hub import hf_hub_download
-
-        emit = guard(on_event)
-        job = job or remote.shown_url
-        dest_dir = Path(dest_dir)
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        final = dest_dir / (name or remote.filename or posixpath.basename(path))
-        if final.is_file() and (remote.size is None or final.stat().st_size == remote.size):
-            have = file_sha256(final).hexdigest()
-            if remote.sha256 is None or have == remote.sha256:
-                emit(Completed(path=str(final), bytes=final.stat().st_size, sha256=have, skipped=True, job=job))
-                return FetchResult(final, final.stat().st_size, have, skipped=True)
-        staging = dest_dir / STAGING / ref.repo_id.replace("/", "--")
-        kwargs = dict(repo_type=None if ref.repo_type == "model" else ref.repo_type, revision=commit or ref.revision,
-                      token=token.secret.reveal() if token else False, local_dir=str(staging),
-                      endpoint=endpoint_for(ref))
-        if _supports(hf_hub_download, "tqdm_class"):
-            kwargs["tqdm_class"] = _bridge_class(emit, job, cancel)
-        emit(Info(f"downloading {path} from {ref.repo_id}" + (f" ({_human(remote.size)})" if remote.size else ""),
-                  job=job))
-        try:
-            got = Path(hf_hub_download(ref.repo_id, path, **kwargs))
-        except DownloadCancelled:
-            raise
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:
-            raise explain_error(err, ref, token, path) from None
-        size = got.stat().st_size
-        if remote.size is not None and size != remote.size:
-            got.unlink(missing_ok=True)
-            _clean_staging(staging, path)
-            raise IntegrityError(f"{path} from {ref.repo_id} has {size} bytes, the Hub said {remote.size}: "
-                                 "deleted; run again")
-        digest = file_sha256(got).hexdigest()
-        if remote.sha256 and digest != remote.sha256:
-            got.unlink(missing_ok=True)
-            _clean_staging(staging, path)
-            raise IntegrityError(f"{path} from {ref.repo_id} does not match the Hub's sha256 "
-                                 f"({digest[:12]}… ≠ {remote.sha256[:12]}…): deleted; run again")
-        if remote.sha256:
-            emit(Info(f"sha256 verified: {path}", job=job))
-        os.replace(got, final)
-        _clean_staging(staging, path)
-        emit(Completed(path=str(final), bytes=size, sha256=digest, job=job))
-        return FetchResult(final, size, digest)
-
-    return fetch
-
-
-def _clean_staging(staging: Path, path: str) -> None:
-    """Drop the client's bookkeeping for a file that is in place; remove the staging folder once empty."""
-    meta = staging / ".cache" / "huggingface" / "download" / (path + ".metadata")
-    meta.unlink(missing_ok=True)
-    leftovers = [p for p in staging.rglob("*") if p.is_file() and not p.name.endswith((".lock", ".gitignore",
-                                                                                         "CACHEDIR.TAG"))]
-    if not leftovers:
-        shutil.rmtree(staging, ignore_errors=True)
-        parent = staging.parent
-        if parent.name == STAGING and not any(parent.iterdir()):
-            parent.rmdir()
-
-
-def _human(n: Optional[int]) -> str:
-    size = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
