@@ -89,7 +89,10 @@ def _inspect_pickle(f, size: int, is_zip: bool) -> Probe:
         return unknown("pickle", f"a pickle whose keys cannot be read without loading it: {exc}")
     before = (f"{scan.how} with pickletools (nothing was unpickled)",)
     odd = unexpected_globals(scan.globals)
-    if odd:
+    if scan.too_complex:
+        before += (f"warning: this pickle is too complex to inspect ({scan.too_complex}), so loading it could "
+                   f"import anything; do not load it unless you trust its source",)
+    elif odd:
         before += (f"warning: loading this pickle would import {', '.join(odd[:5])}, which a plain state dict "
                    f"never needs; do not load it unless you trust its source",)
     if scan.problem:
