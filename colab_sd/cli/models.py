@@ -1,9 +1,10 @@
-"""`colab-sd models [--dir DIR] [--type KIND] [--json] [--identify]`: list the models library.
+"""`colab-sd models [--dir DIR] [--type KIND] [--json] [--identify] [--updates]`: list the models library.
 
 One line per model: kind, name, size, base model and trigger words (from the sidecars); `--json`
 prints one JSON array instead. `--identify` first asks CivitAI, by sha256, about model files
 whose sidecar has no CivitAI details (files from Drive, direct links, copied by hand) and records
-their trigger words and base model.
+their trigger words and base model (civitai.com and civitai.red are both asked, and a preview is saved);
+`--updates` asks CivitAI whether a newer version of each CivitAI model exists.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--identify", action="store_true",
                    help="look up files without CivitAI details on CivitAI by their sha256 and record their "
                         "trigger words and base model")
+    p.add_argument("--updates", action="store_true",
+                   help="ask CivitAI whether a newer version of each CivitAI model exists (one request per model)")
     p.set_defaults(handler=run)
     return p
 
@@ -47,8 +50,12 @@ def run(args) -> int:
     if args.identify and entries:
         identify(entries)
         entries = list_models(root, kinds)
+    if args.updates and entries:
+        updates(entries)
+        entries = list_models(root, kinds)
     if args.json:
-        print(json.dumps([e.to_dict() for e in entries], ensure_ascii=False))
+        extra = (lambda e: {"update": (e.meta.get("civitai") or {}).get("update")}) if args.updates else (lambda e: {})
+        print(json.dumps([{**e.to_dict(), **extra(e)} for e in entries], ensure_ascii=False))
         return 0
     if not entries:
         where = "" if root.is_dir() else " (the folder does not exist yet)"
@@ -65,24 +72,31 @@ def run(args) -> int:
 
 
 def identify(entries) -> None:
-    """Ask CivitAI about each model file whose sidecar has no CivitAI details; report on stderr."""
-    from ..library import update_sidecar
-    from ..sources import civitai
-    from ..tokens import TokenStore
-    from ..hashing import file_sha256
+    """Ask CivitAI (every host) about each model file whose sidecar has no CivitAI details; report on stderr."""
+    from ..civitai import Client
+    from ..civitai.local import identify as look_up
 
-    tokens = TokenStore()
-    for entry in entries:
-        if not entry.path.is_file() or entry.meta.get("civitai"):
-            continue
-        sha = entry.meta.get("sha256") or file_sha256(entry.path).hexdigest()
-        found = civitai.identify(sha, tokens)
-        if found is None:
-            update_sidecar(entry.path, {"sha256": sha, "size": entry.size})
+    for done in look_up(entries, Client()):
+        entry = done.entry
+        if done.found is None:
             print(f"not on CivitAI: {entry.kind}/{entry.name}", file=sys.stderr)
             continue
-        update_sidecar(entry.path, {"sha256": sha, "size": entry.size, "base_model": found.get("base_model"),
-                                    "trigger_words": found.get("trigger_words"), "civitai": found.get("civitai")})
-        info = found["civitai"]
+        info = done.found["civitai"]
         print(f"identified: {entry.kind}/{entry.name} = CivitAI {info.get('model_name')!r} "
               f"version {info.get('version_name')!r}", file=sys.stderr)
+
+
+def updates(entries) -> None:
+    """Say, on stderr, which CivitAI models have a newer version (recorded in the sidecars for the Library)."""
+    from ..civitai import Client
+    from ..civitai.local import updates as check
+
+    for done in check(entries, Client()):
+        name = f"{done.entry.kind}/{done.entry.name}"
+        if done.note:
+            print(f"could not check {name}: {done.note}", file=sys.stderr)
+        elif done.newer:
+            print(f"update: {name} {done.current.get('name')!r} → {done.newer['name']!r} "
+                  f"({done.newer['base_model']}): {done.newer['url']}", file=sys.stderr)
+        else:
+            print(f"up to date: {name}", file=sys.stderr)

@@ -28,6 +28,7 @@ class App:
         self.tokens = tokens if tokens is not None else TokenStore()
         self.tokens_panel = TokensPanel(self.tokens)
         self.library = LibraryPanel(self.models_dir)
+        self.library.civitai.tokens = self.tokens
         self.generate = _generate_panel(self)
         self.library.on_change = self._library_changed
         self.download = DownloadPanel(self.models_dir, self.tokens, on_downloaded=lambda paths: self.library.refresh())

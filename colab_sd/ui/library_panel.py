@@ -8,6 +8,7 @@ import ipywidgets as widgets
 from ..library import KINDS, ModelEntry, list_models, models_root
 from . import format as fmt
 from .html import message, table
+from .library_civitai import LibraryCivitai, civitai_cell
 
 
 class LibraryPanel:
@@ -21,7 +22,9 @@ class LibraryPanel:
         self.button = widgets.Button(description="Refresh", icon="refresh")
         self.table = widgets.HTML()
         self.button.on_click(self.refresh)
-        self.widget = widgets.VBox([widgets.HBox([self.header, self.button]), self.table])
+        self.civitai = LibraryCivitai(self)  # previews, Identify, Check for updates (the app gives it the tokens)
+        self.widget = widgets.VBox([widgets.HBox([self.header, self.button] + self.civitai.buttons),
+                                    self.civitai.status, self.table, self.civitai.widget])
         self.refresh()
 
     def refresh(self, _=None) -> list[ModelEntry]:
@@ -34,12 +37,13 @@ class LibraryPanel:
         else:
             sections = []
             for kind in KINDS:
-                rows = [[e.name, fmt.size(e.size), e.base_model or "", ", ".join(e.trigger_words)]
+                rows = [[e.name, fmt.size(e.size), e.base_model or "", ", ".join(e.trigger_words), civitai_cell(e)]
                         for e in self.entries if e.kind == kind]
                 if rows:
                     sections.append(f"<h4 style='margin:10px 0 4px 0'>{kind} ({len(rows)})</h4>"
-                                    + table(["name", "size", "base model", "trigger words"], rows))
+                                    + table(["name", "size", "base model", "trigger words", "CivitAI"], rows))
             self.table.value = "".join(sections)
+        self.civitai.render(self.entries)
         if self.on_change is not None:
             self.on_change(self.entries)
         return self.entries
