@@ -656,19 +656,19 @@ def test_private_repo_uses_the_token_given_with_the_request(online_hub):
     assert TOKEN not in repr(result.request) and TOKEN not in json.dumps(result.request.to_dict(), default=str)
 
 
-def test_hub_file_choice_prefers_one_set_of_safetensors():
-    from colab_sd.generation.models import _hub_files
+def test_hub_file_choice_is_the_sources_one_set_of_safetensors_per_component():
+    """Generation fetches Hub repos through sources.huggingface (issue 13 B2): one set of weights per component,
+    fp16 where that component has it, full precision where it has not (the VAE is never dropped)."""
+    from colab_sd.sources.huggingface import pipeline_files
 
     names = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
              "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.bin",
-             "vae/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.safetensors",
-             "safety_checker/model.safetensors", "safety_checker/config.json", "tokenizer/vocab.json",
+             "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "tokenizer/vocab.json",
              "tokenizer/merges.txt", "v1-5-pruned.ckpt", "README.md", "unet/flax/x.msgpack"]
-    assert _hub_files(names) == ["model_index.json", "tokenizer/merges.txt", "tokenizer/vocab.json",
-                                 "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
-                                 "vae/diffusion_pytorch_model.fp16.safetensors"]
-    plain = [n for n in names if ".fp16." not in n]
-    assert "unet/diffusion_pytorch_model.safetensors" in _hub_files(plain)
+    chosen = pipeline_files(names)
+    assert "unet/diffusion_pytorch_model.fp16.safetensors" in chosen
+    assert "vae/diffusion_pytorch_model.safetensors" in chosen
+    assert not any(n.endswith((".bin", ".ckpt", ".msgpack", ".md")) for n in chosen)
 
 
 def test_lycoris_loha_is_refused_with_a_clear_message(library):

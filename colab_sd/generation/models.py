@@ -1,7 +1,7 @@
 """From what the user typed to a model on disk with a known family: `resolve_model`, `resolve_addon`.
 
 A model is a library name in `checkpoint/`, a `.safetensors`/`.ckpt` file, a diffusers folder or a Hugging Face
-repo id (downloaded with huggingface_hub, configs and safetensors weights only). The family comes from
+repo id (fetched into `checkpoint/<repo>/` through sources.huggingface and the byte mover, like any Hub link). The family comes from
 `colab_sd.probe` (header only, before anything is loaded); families colab_sd cannot run yet are refused here
 with a message that says so.
 """
@@ -77,71 +77,41 @@ def locate(model, models_dir=None, *, hf_token: Optional[str] = None) -> Path:
         return entry.path
     looks_like_path = text.lower().endswith(MODEL_EXTENSIONS) or os.sep in text.strip("/") and text.count("/") > 1
     if _REPO_ID.match(text) and not looks_like_path:
-        return _hub_snapshot(text, hf_token)
+        return _hub_repo(text, root, hf_token)
     raise NotFoundError(f"model {text!r} not found: {_checkpoint_names(root)}")
 
 
-def _hub_files(names: list[str]) -> list[str]:
-    """The files of a diffusers repo worth fetching: model_index, component configs and tokenizers, and one set
-    of safetensors weights (the fp16 variant when the UNet has one: half the download, and what a GPU runs);
-    never .bin/.ckpt/ONNX/Flax files or the safety checker."""
-    parts = {n: n.split("/") for n in names}
-    fp16 = any(n.startswith("unet/") and n.endswith(".fp16.safetensors") for n in names)
-    chosen = []
-    for name, bits in parts.items():
-        if name == "model_index.json":
-            chosen.append(name)
-        elif len(bits) != 2 or bits[0] == "safety_checker":
-            continue
-        elif name.endswith((".json", ".txt", ".model")) and not name.endswith(".safetensors.index.json"):
-            chosen.append(name)
-        elif name.endswith((".safetensors", ".safetensors.index.json")):
-            if (".fp16." in name) == fp16:
-                chosen.append(name)
-    return sorted(chosen)
+def _hub_repo(repo_id: str, root: Path, token: Optional[str]) -> Path:
+    """A diffusers repo from the Hub as `checkpoint/<repo>/`: the one Hugging Face path (sources.huggingface picks
+    the files, the byte mover fetches and verifies them, with a sidecar and live progress). A repo already in the
+    library is used as it is (also offline)."""
+    from ..api import download
+    from ..errors import AuthError
+    from ..events import TqdmBar
+    from ..tokens import TokenStore
 
-
-def _hub_snapshot(repo_id: str, token: Optional[str]) -> Path:
-    """A diffusers repo from the Hub (or, offline, from the local Hugging Face cache), as a local folder."""
-    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    endpoint = os.environ.get("HF_ENDPOINT") or None  # a mirror set after huggingface_hub was imported
-    if token is None:  # asked only now that the model is known to be a Hub repo (a Colab secret may prompt)
-        from ..tokens import lookup
-
-        found = lookup("huggingface")
-        token = found.secret.reveal() if found else None
+    have = root / "checkpoint" / repo_id.split("/")[-1]
+    if (have / "model_index.json").is_file() and (read_sidecar(have).get("huggingface") or {}).get("repo") == repo_id:
+        return have
     try:
-        try:
-            info = HfApi(endpoint=endpoint).model_info(repo_id, token=token)
-        except (GatedRepoError, RepositoryNotFoundError):
+        folder = download(repo_id, kind="checkpoint", models_dir=root, source="huggingface",
+                          tokens=TokenStore(huggingface=token), on_event=TqdmBar(leave=False))
+    except AuthError as err:
+        if "gated" not in str(err):
             raise
-        except Exception:  # offline, or the Hub unreachable: whatever the local cache holds
-            info = None
-        if info is None:
-            folder = Path(snapshot_download(repo_id, local_files_only=True, token=token))
-        else:
-            names = _hub_files([s.rfilename for s in (info.siblings or [])])
-            if "model_index.json" not in names:
-                raise InputError(f"{repo_id} is not a diffusers pipeline repo (no model_index.json): "
-                                 f"download its .safetensors file into checkpoint/ and use that")
-            log.info("fetching %d files of %s", len(names), repo_id)
-            for name in names:
-                local = hf_hub_download(repo_id, name, revision=info.sha, token=token, endpoint=endpoint)
-            folder = Path(local).parents[len(name.split("/")) - 1]
-    except GatedRepoError:
         raise NotFoundError(f"{repo_id} is gated: accept its licence on huggingface.co/{repo_id} and set HF_TOKEN") from None
-    except RepositoryNotFoundError:
+    except NotFoundError:
         raise NotFoundError(f"{repo_id} is not a Hugging Face repo you can see (a private repo needs HF_TOKEN), "
                             f"nor a checkpoint in the library or a path") from None
-    except LocalEntryNotFoundError:
-        raise NotFoundError(f"{repo_id} is not in the local Hugging Face cache and the Hub cannot be reached "
-                            f"(offline): connect, or use a local checkpoint") from None
-    if not (folder / "model_index.json").is_file():
+    if not (Path(folder) / "model_index.json").is_file():
         raise InputError(f"{repo_id} is not a diffusers pipeline repo (no model_index.json): "
                          f"download its .safetensors file into checkpoint/ and use that")
-    return folder
+    return Path(folder)
+
+
+def _from_hub(model, path: Path) -> bool:
+    """True when `model` named a Hub repo (its metadata then says the repo id, not the folder name)."""
+    return (read_sidecar(path).get("huggingface") or {}).get("repo") == str(model).strip() if path.is_dir() else False
 
 
 def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, hf_token: Optional[str] = None) -> ModelRef:
@@ -173,7 +143,7 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
     for ext in MODEL_EXTENSIONS:
         if stem.lower().endswith(ext):
             stem = stem[: -len(ext)]
-    if "huggingface" in path.parts or "snapshots" in path.parts:
+    if "huggingface" in path.parts or "snapshots" in path.parts or _from_hub(model, path):
         stem = str(model).strip()
     return ModelRef(name=stem, path=path, format="diffusers" if path.is_dir() else "single_file", family=family,
                     prediction=pred, zero_snr=zero_snr, reasons=tuple(found.reasons) + (why,), meta=meta)
