@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import AuthError, DownloadCancelled, DownloadError, ErrorPageError, InputError, IntegrityError
+from ..errors import AuthError, DownloadCancelled, DownloadError, ErrorPageError, InputError
 from ..events import Completed, Info, Listener, Meter, guard
-from ..library import merge_tree
+from ..place import adopt, place_tree
 from ..remote import FetchResult, RemoteFile
 from ..tokens import TokenStore, redact, redact_url
-from ..hashing import file_sha256
 
 log = logging.getLogger("colab_sd.sources.gdrive")
 
@@ -223,19 +222,9 @@ def _fetch_file(ref: DriveRef, staging: Path, dest_dir: Path, name: Optional[str
     from ..names import sanitize, user_name
 
     final = dest_dir / (user_name(name) if name else sanitize(got.name))
-    digest = file_sha256(got).hexdigest()
-    size = got.stat().st_size
-    if expected_sha and digest != expected_sha.lower():
-        got.unlink()
-        raise IntegrityError(f"{got.name} from Google Drive does not match the expected sha256 "
-                             f"({digest[:12]}… ≠ {expected_sha.lower()[:12]}…): deleted; check the hash or the link")
-    if final.is_file() and final.stat().st_size == size and file_sha256(final).hexdigest() == digest:
-        got.unlink()
-        emit(Completed(path=str(final), bytes=size, sha256=digest, skipped=True, job=job))
-        return FetchResult(final, size, digest, skipped=True)
-    os.replace(got, final)
-    emit(Completed(path=str(final), bytes=size, sha256=digest, job=job))
-    return FetchResult(final, size, digest)
+    # The byte mover's one verify-and-place: sha256 checked, the same bytes kept once, another file never replaced.
+    return adopt(got, final, expected_sha=expected_sha, expected_size=None, emit=emit, job=job,
+                 what=f"{got.name} from Google Drive")
 
 
 def _fetch_folder(ref: DriveRef, staging: Path, dest_dir: Path, emit: Listener, job: str) -> FetchResult:
@@ -260,11 +249,7 @@ def _fetch_folder(ref: DriveRef, staging: Path, dest_dir: Path, emit: Listener, 
         if path.is_file() and _looks_like_page(path):
             path.unlink()
             raise ErrorPageError(f"Google Drive sent a web page instead of {path.name} (not saved): {PERMISSION}")
-    final = dest_dir / tree.name
-    if final.exists():
-        merge_tree(tree, final)  # files of the new download replace those of the same name, others stay
-    else:
-        os.replace(tree, final)
+    final = place_tree(tree, dest_dir / tree.name, emit, job)  # never replaces a different file
     size = _dir_size(final)
     emit(Completed(path=str(final), bytes=size, sha256=None, job=job))
     return FetchResult(final, size, None)
