@@ -54,9 +54,9 @@ def gallery(civitai, tiny):
                         files=[FakeFile(13001, "tiny_neg.safetensors", emb)])
     civitai.add_version(model_id=14, version_id=1401, model_name="Fresh Style", model_type="LORA",
                         early_access_until="2099-03-04T05:06:00.000Z",
-                        files=[FakeFile(14001, "fresh.safetensors", lora)])
+                        files=[FakeFile(14001, "fresh.safetensors", lora[:-1] + b"\x01")])
     civitai.add_version(model_id=15, version_id=1501, model_name="Video Motion", model_type="LORA",
-                        base_model="Hunyuan Video", files=[FakeFile(15001, "motion.safetensors", lora)])
+                        base_model="Hunyuan Video", files=[FakeFile(15001, "motion.safetensors", lora[:-1] + b"\x02")])
     return {"ckpt": ckpt, "lora": lora, "emb": emb, "meta": meta}
 
 

@@ -210,13 +210,25 @@ class Finder:
                     return full, page.base
         return None
 
+    def _same_bytes(self, version: Mapping[str, Any], role: str) -> Optional[ModelEntry]:
+        """A library file with the SHA256 CivitAI lists for the file a download would fetch (copied or downloaded
+        from elsewhere before): no second copy."""
+        from ..sources import civitai as source
+
+        try:
+            digest = source.listed_sha256(source.pick_file(version))
+        except ColabSDError:
+            return None
+        return self.library.by_hash(digest, role) if digest else None
+
     def _fetch(self, out: Resource, wanted: Wanted, version: Mapping[str, Any], base: str) -> Resource:
         model = version.get("model") or {}
         out.version_id, out.model_id = version.get("id"), version.get("modelId")
         out.base_model = version.get("baseModel")
         out.label = f"{model.get('name') or out.label} {version.get('name') or ''}".strip()
         out.url = f"{base}/models/{out.model_id}?modelVersionId={out.version_id}"
-        local = self.library.by_version(int(out.version_id or 0), wanted.role)
+        local = self.library.by_version(int(out.version_id or 0), wanted.role) or self._same_bytes(version,
+                                                                                                   wanted.role)
         if local is not None:
             return self._found(out, local)
         family = family_of(out.base_model)
