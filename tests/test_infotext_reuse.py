@@ -180,3 +180,24 @@ def test_info_command_text_and_json(library, tmp_path, capsys):
     assert main(["info", str(not_image)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("colab-sd: error:") and err.count("\n") == 1
+
+
+def test_hires_settings_map_to_the_request_hires_fields(library):
+    import dataclasses
+
+    from colab_sd.generation.request import GenerationRequest
+
+    text = ("a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 123, Size: 64x64, Model: tiny-sd1, "
+            "Denoising strength: 0.45, Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent, "
+            "Hires schedule type: Karras, Hires prompt: \"a cat, hires\"")
+    plan = request_from_parameters(from_text(text), library)
+    names = {f.name for f in dataclasses.fields(GenerationRequest)}
+    assert {"hires_scale", "hires_steps", "hires_upscaler", "hires_denoise", "hires_prompt"} <= names
+    assert {k: plan.fields[k] for k in ("hires_scale", "hires_steps", "hires_upscaler", "hires_denoise",
+                                        "hires_prompt")} == \
+        {"hires_scale": 2.0, "hires_steps": 10, "hires_upscaler": "Latent", "hires_denoise": 0.45,
+         "hires_prompt": "a cat, hires"}
+    assert "strength" not in plan.fields  # hires denoising, not img2img
+    assert [n for n in plan.notes if "hires" in n] == [
+        "hires fix settings (hires_schedule) are not carried over: this version cannot run them"]
+    GenerationRequest(**{**plan.fields, "model": "tiny-sd1"}).validate()  # the request takes what was made

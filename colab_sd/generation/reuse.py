@@ -34,8 +34,9 @@ _HIRES = {"hires_scale": ("hires_scale", "hires_upscale"), "hires_steps": ("hire
           "hires_upscaler": ("hires_upscaler",), "hires_resize_width": ("hires_resize_width", "hires_width"),
           "hires_resize_height": ("hires_resize_height", "hires_height"), "hires_sampler": ("hires_sampler",),
           "hires_prompt": ("hires_prompt",), "hires_negative_prompt": ("hires_negative_prompt",),
-          "hires_cfg": ("hires_cfg",), "denoising_strength": ("hires_denoise", "hires_strength",
-                                                               "hires_denoising_strength")}
+          "hires_cfg": ("hires_cfg",), "hires_schedule": ("hires_schedule",),
+          "hires_checkpoint": ("hires_checkpoint",),
+          "denoising_strength": ("hires_denoise", "hires_strength", "hires_denoising_strength")}
 _TAG = re.compile(r"<(lora|lyco):([^:<>]+)((?::[^<>]*)?)>", re.IGNORECASE)
 
 

@@ -21,6 +21,8 @@ from . import format as fmt
 from . import settings as saved
 from .html import message
 from .pump import pump
+from .reuse_box import ReuseBox
+from .second_pass import SecondPassControls
 
 log = logging.getLogger("colab_sd.ui")
 
@@ -92,6 +94,7 @@ class GalleryItem:
 
     def __init__(self, image, parameters: str, path: Optional[Path]):
         self.path = path
+        self.source_image = image  # full size, for "Send to img2img" / "Upscale"
         self.parameters = parameters
         self.image = widgets.Image(value=png_bytes(image, 512), format="png",
                                    layout=widgets.Layout(max_width=f"{THUMB}px", height="auto"))
@@ -168,12 +171,15 @@ class GeneratePanel:
 
         hint = widgets.HTML(message("LoRAs also work in the prompt as <lora:name:0.8>. Press the cell's stop button (■) "
                                     "to stop after the current step."))
+        self.reuse = ReuseBox(self)  # an image's settings → these widgets
+        self.second = SecondPassControls(self)  # hires fix, img2img / inpaint, gallery actions
         self.widget = widgets.VBox([
+            self.reuse.widget,
             self.model, self.vae, widgets.HBox([self.lora_choice, self.lora_add]), self.loras_box, self.embeddings_hint,
             self.prompt, self.negative,
             widgets.HBox([self.sampler, self.schedule]), widgets.HBox([self.steps, self.cfg]),
             widgets.HBox([self.size, self.width, self.height]),
-            widgets.HBox([self.seed, self.random_seed, self.reuse_seed]), self.batch,
+            widgets.HBox([self.seed, self.random_seed, self.reuse_seed]), self.batch, self.second.widget,
             widgets.HBox([self.button, self.bar, self.status]), hint, self.preview_box, self.gallery,
         ])
         self._size_changed()
@@ -209,6 +215,7 @@ class GeneratePanel:
             self._apply_saved(self._restored)
             self._restored = {}
         self._model_changed()
+        self.second.refresh()
 
     def _entry(self, kind: str, name: Optional[str]) -> Optional[ModelEntry]:
         return next((e for e in self.entries if e.kind == kind and e.name == name), None)
@@ -310,7 +317,7 @@ class GeneratePanel:
                 "cfg": float(self.cfg.value), "width": int(self.width.value), "height": int(self.height.value),
                 "seed": int(self.seed.value), "batch_size": int(self.batch.value),
                 "models_dir": str(self.models_dir), "outputs_dir": str(self.outputs_dir) if self.outputs_dir else None,
-                "preview_every": PREVIEW_EVERY}
+                "preview_every": PREVIEW_EVERY, **self.second.fields()}
 
     def start(self, _=None) -> None:
         """Generate with the current settings; the bar and preview update live, results go on top of the gallery."""
@@ -365,6 +372,15 @@ class GeneratePanel:
         elif isinstance(event, Info):
             self.status.value = message(event.message, "info")
 
+    def add_to_gallery(self, image, parameters: str, path: Optional[Path]) -> GalleryItem:
+        """One more image on top of the gallery (the Upscale action's result)."""
+        item = GalleryItem(image, parameters, path)
+        self.reuse.attach(item)
+        self.second.gallery_actions(item)
+        self.gallery_items = ([item] + self.gallery_items)[:GALLERY_LIMIT]
+        self.gallery.children = [i.widget for i in self.gallery_items]
+        return item
+
     def _show_result(self, result) -> None:
         if getattr(result, "cancelled", False) and not getattr(result, "images", None):
             self.bar.bar_style = "warning"
@@ -379,6 +395,9 @@ class GeneratePanel:
         self.results.append(result)
         new = [GalleryItem(img, texts[i] if i < len(texts) else "", Path(paths[i]) if i < len(paths) else None)
                for i, img in enumerate(images)]
+        for item in new:
+            self.reuse.attach(item)
+            self.second.gallery_actions(item)
         self.gallery_items = (list(reversed(new)) + self.gallery_items)[:GALLERY_LIMIT]
         self.gallery.children = [item.widget for item in self.gallery_items]
         self.bar.value, self.bar.bar_style = 1.0, "success"
