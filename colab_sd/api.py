@@ -54,11 +54,13 @@ def download(url: str, kind: Optional[str] = None, models_dir=None, name: Option
 
     job = redact_url(str(url).strip())
     emit = Throttle(on_event)
+    fresh: list[Path] = []  # folders this call creates: a failed download leaves none of them empty
     try:
         user_kind = normalize_kind(kind)
         if sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256.strip()):
             raise InputError(f"{sha256!r} is not a sha256: give the 64 hex characters (sha256sum prints them)")
         root = models_root(models_dir)
+        fresh = library.new_folders(root)
         options = options or TransferOptions()
         if connections is not None:
             options = options.replace(connections=connections)
@@ -88,6 +90,8 @@ def download(url: str, kind: Optional[str] = None, models_dir=None, name: Option
         wrapped = DownloadError(f"download of {job} failed: {type(err).__name__}: {redact(err)}")
         emit(Error(message=str(wrapped), job=job))
         raise wrapped from None
+    finally:
+        library.remove_if_empty(fresh)  # also `other/` once a file moved on to its kind's folder
 
 
 class _Run:

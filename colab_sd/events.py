@@ -52,11 +52,18 @@ class Progress(Event):
     speed: float  # bytes per second
     eta: Optional[float]  # seconds; None when the total is unknown
     unit: str = "B"
+    name: Optional[str] = None  # the file's name once it is decided (the job is the link); left out of JSON when None
     status = "progress"
 
     @property
     def fraction(self) -> Optional[float]:
         return min(1.0, self.downloaded / self.total) if self.total else None
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        if data.get("name") is None:
+            data.pop("name", None)
+        return data
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,7 @@ class TqdmBar:
     def _bar(self, event: Event):
         bar = self._bars.get(event.job)
         if bar is None:
-            label = (event.job or "")[-40:]
+            label = (getattr(event, "name", None) or event.job or "")[-40:]
             bar = self._tqdm(total=None, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
                              file=self._file, leave=self._leave, dynamic_ncols=True)
             self._bars[event.job] = bar
@@ -200,6 +207,8 @@ class TqdmBar:
         with self._lock:
             if isinstance(event, Progress):
                 bar = self._bar(event)
+                if event.name and bar.desc != event.name[-40:]:
+                    bar.set_description_str(event.name[-40:], refresh=False)  # the name, once known, not the link
                 if event.total is not None and bar.total != event.total:
                     bar.total = event.total
                 bar.n = event.downloaded
@@ -235,6 +244,10 @@ class Collect:
 class Meter:
     """Speed and ETA from byte counts, smoothed over a short window so the ETA does not jump."""
 
+    # Speed over less time than this is noise: the first chunk after a (re)start arrives in microseconds, and
+    # dividing by that showed GB/s; such a progress says 0 B/s and no ETA yet.
+    MIN_SPAN = 0.2
+
     def __init__(self, window: float = 3.0, clock: Callable[[], float] = time.monotonic):
         self._window = window
         self._clock = clock
@@ -242,18 +255,18 @@ class Meter:
         self._samples: list[tuple[float, int]] = []
 
     def progress(self, done: int, total: Optional[int], *, job: Optional[str] = None, base: int = 0,
-                 unit: str = "B") -> Progress:
+                 unit: str = "B", name: Optional[str] = None) -> Progress:
         """A Progress event for `done` units; `base` is what was already there before this run (resume)."""
         now = self._clock()
         self._samples.append((now, done))
         while len(self._samples) > 2 and now - self._samples[0][0] > self._window:
             self._samples.pop(0)
         t0, d0 = self._samples[0]
-        if now - t0 > 0:
+        if now - t0 >= self.MIN_SPAN:
             speed = (done - d0) / (now - t0)
         else:
             elapsed = now - self._start
-            speed = (done - base) / elapsed if elapsed > 0 else 0.0
+            speed = (done - base) / elapsed if elapsed >= self.MIN_SPAN else 0.0
         eta = (total - done) / speed if total is not None and speed > 0 else (0.0 if total is not None and done >= total else None)
         return Progress(downloaded=done, total=total, speed=round(speed, 1), eta=None if eta is None else round(eta, 1),
-                        unit=unit, job=job)
+                        unit=unit, job=job, name=name)

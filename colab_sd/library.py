@@ -67,10 +67,45 @@ def models_root(models_dir: Optional[os.PathLike | str] = None) -> Path:
 
 
 def kind_dir(root: os.PathLike | str, kind: Optional[str]) -> Path:
-    """The folder for `kind` under `root` (created); None means "other"."""
+    """The folder for `kind` under `root` (created); None means "other".
+
+    Raises InputError with a sentence when it cannot be created (the root is a file, a read-only place, …).
+    """
     folder = Path(root) / (normalize_kind(kind) or "other")
-    folder.mkdir(parents=True, exist_ok=True)
+    return make_folder(folder)
+
+
+def make_folder(folder: Path, what: str = "models folder", hint: str = "--dir, or models_dir=") -> Path:
+    """`folder` created with its parents, or InputError saying why not and what to do (choose another `what`)."""
+    folder = Path(folder)
+    choose = f"choose another {what} ({hint})"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise InputError(f"{blocker} is a file, not a folder: {choose}") from None
+    except PermissionError:
+        raise InputError(f"cannot create {folder}: permission denied; {choose}") from None
+    except OSError as err:  # a read-only file system, /proc, a missing drive, a name too long
+        raise InputError(f"cannot create {folder} ({err.strerror or err}); {choose}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{folder} is read-only: {choose}")
     return folder
+
+
+def new_folders(root: os.PathLike | str) -> list[Path]:
+    """The models root and kind folders that do not exist yet, parents first: what a download may create."""
+    root = Path(root)
+    return [p for p in [root, *(root / k for k in KINDS)] if not p.exists()]
+
+
+def remove_if_empty(folders: Iterable[Path]) -> None:
+    """Remove those of `folders` that are (still) empty, children first: a failed download leaves none behind."""
+    for folder in reversed(list(folders)):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a model, a resumable .part), or already gone
+            pass
 
 
 def merge_tree(src: os.PathLike | str, dst: os.PathLike | str) -> None:
@@ -92,7 +127,7 @@ def ensure_layout(root: os.PathLike | str) -> Path:
     """Create every kind folder under `root` and return it."""
     root = Path(root)
     for kind in KINDS:
-        (root / kind).mkdir(parents=True, exist_ok=True)
+        make_folder(root / kind)
     return root
 
 

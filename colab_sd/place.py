@@ -115,8 +115,13 @@ def adopt(got: Path, final: Path, *, expected_sha: Optional[str], expected_size:
         raise IntegrityError(f"{what} has {size} bytes, the source said {expected_size}: deleted; run again")
     if expected_sha and digest != expected_sha.lower():
         got.unlink(missing_ok=True)
-        raise IntegrityError(f"{what} does not match the expected sha256 ({digest[:12]}… ≠ {expected_sha.lower()[:12]}…):"
-                             " deleted; check the hash or the link")
+        raise IntegrityError(sha256_mismatch(what, expected_sha.lower(), digest))
     path, same = place(got, final, digest, emit, job)
     emit(Completed(path=str(path), bytes=size, sha256=digest, skipped=same, job=job))
     return FetchResult(path=path, bytes=size, sha256=digest, skipped=same)
+
+
+def sha256_mismatch(what: str, expected: str, got: str) -> str:
+    """The one-line message for bytes whose sha256 is not the expected one (they were not kept)."""
+    return (f"{what}: sha256 mismatch, expected {expected} but got {got}; the file was not kept (check the "
+            f"expected hash and the link: a different file behind the link has another hash)")

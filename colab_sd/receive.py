@@ -24,7 +24,7 @@ from .http import (Changed, Retryable, SpeedRule, check_same_version, encoded, e
                    looks_like_page, page_excerpt, parse_content_range, read_upto, short, strong_validator)
 from .hashing import file_sha256
 from .partfile import PartState, Target
-from .place import place
+from .place import place, sha256_mismatch
 from .remote import FetchResult
 from .segments import NoRanges, PrefixHasher, SegmentPlan, SegmentRunner
 
@@ -164,7 +164,7 @@ def _write(dl, resp, target: Target, offset: int, total: Optional[int], head: by
                         fh.flush()
                         os.fdatasync(fh.fileno())  # write back as we go: the final fsync stays short
                         flushed = done
-                    dl.emit(dl.meter.progress(done, total, job=dl.job, base=offset))
+                    dl.emit(dl.meter.progress(done, total, job=dl.job, base=offset, name=dl.name))
                 dl._check_cancel()
                 if total is not None and done >= total:
                     break
@@ -279,7 +279,7 @@ def _progress(dl, plan: SegmentPlan, hasher, total: int, offset: int):
         with lock:
             if hasher is not None:
                 hasher.advance_to(plan.contiguous())
-            dl.emit(dl.meter.progress(plan.downloaded, total, job=dl.job, base=offset))
+            dl.emit(dl.meter.progress(plan.downloaded, total, job=dl.job, base=offset, name=dl.name))
 
     return on_bytes
 
@@ -300,7 +300,8 @@ def finish(dl, target: Target, written: int, total: Optional[int], sha: Optional
         raise DownloadError(f"{urlsplit(dl.remote.url).hostname} sent an empty file for {name} (0 bytes): "
                             "the link may have expired or the file may be gone; nothing was saved")
     elif dl.expected_sha and sha is not None and sha != dl.expected_sha:
-        problem = f"sha256 mismatch (expected {dl.expected_sha[:12]}…, got {sha[:12]}…)"
+        target.discard()
+        raise IntegrityError(sha256_mismatch(name, dl.expected_sha, sha))
     if problem:
         target.discard()
         raise IntegrityError(f"{name}: {problem}; the damaged download was deleted, run again")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up colab_sd on a fresh machine and open the notebook app locally (JupyterLab on 127.0.0.1).
-#   bash scripts/app.sh                 # notebook + models in ./studio, browser opens
-#   bash scripts/app.sh DIR --no-browser --port 8899
+#   bash scripts/app.sh                            # notebook + models in ./studio, browser opens
+#   bash scripts/app.sh --no-browser --port 8899   # the same folder, options passed on
+#   bash scripts/app.sh DIR --no-browser           # another folder (relative to the repository)
 # Run the notebook's cell, then use the Download / Library / Generate / Tokens tabs as in Colab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,19 @@ if [ -n "${TORCH_SPEC:-}" ]; then
   "$VENV/bin/python" -m pip install -q $TORCH_SPEC
 fi
 "$VENV/bin/python" -m pip install -q -e ".[generation,app]"
-if [ $# -eq 0 ]; then
-  set -- studio
+# The notebook folder is the one argument that is not an option (nor an option's value); without one it is
+# ./studio (git-ignored), never the repository root.
+folder=""
+takes_value=0
+for arg in "$@"; do
+  if [ "$takes_value" = 1 ]; then takes_value=0; continue; fi
+  case "$arg" in
+    --port|--dir) takes_value=1 ;;
+    -*) ;;
+    *) folder="$arg" ;;
+  esac
+done
+if [ -z "$folder" ]; then
+  set -- studio "$@"
 fi
 exec "$VENV/bin/colab-sd" app "$@"

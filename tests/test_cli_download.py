@@ -2,11 +2,14 @@
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 from servers import Route
 
 BODY = os.urandom(2 * 1024 * 1024 + 7)
@@ -30,7 +33,8 @@ def test_json_event_stream_and_file(server, tmp_path):
     assert events[0]["status"] == "info" and events[-1]["status"] == "completed"
     progress = [e for e in events if e["status"] == "progress"]
     assert progress and progress[-1]["downloaded"] == progress[-1]["total"] == len(BODY)
-    assert set(progress[0]) == {"status", "job", "downloaded", "total", "speed", "eta", "unit"}
+    assert set(progress[0]) == {"status", "job", "downloaded", "total", "speed", "eta", "unit", "name"}
+    assert {e["name"] for e in progress} == {"tiny.safetensors"}  # the name, once the response gave it
     final = tmp_path / "other" / "tiny.safetensors"
     assert events[-1]["path"] == str(final) and events[-1]["sha256"] == SHA
     assert hashlib.sha256(final.read_bytes()).hexdigest() == SHA
@@ -184,3 +188,75 @@ def test_verbose_is_accepted_after_the_command_and_help_lists_links_and_tokens(s
     shown = run_cli("download", "--help").stdout
     for word in ("civitai:V", "huggingface.co", "drive.google.com", "CIVITAI_TOKEN", "HF_TOKEN", "exit status"):
         assert word in shown, word
+
+
+# ---------------------------------------------------------------------------------------------- what new users met (C)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nobody may write into: mode 555 (enough for a normal user) or, as root, a read-only tmpfs."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    mounted = False
+    if os.access(folder, os.W_OK):  # root ignores modes: a read-only file system stops root too
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                                 capture_output=True).returncode == 0
+    assert not os.access(folder, os.W_OK), "no way to make a read-only folder here"
+    yield folder
+    if mounted:
+        subprocess.run(["umount", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+def one_error_line(out) -> str:
+    lines = [line for line in out.stderr.splitlines() if line.startswith("colab-sd: error:")]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert not re.search(r"\b[A-Z]\w*(Error|Exception)\b", lines[0]), lines[0]  # a sentence, not a class name
+    return lines[0]
+
+
+def test_unusable_models_folder_is_a_sentence(tmp_path, read_only_folder):
+    a_file = tmp_path / "FILE"
+    a_file.write_text("not a folder")
+    for folder, words in ((a_file, f"{a_file} is a file, not a folder"),
+                          (a_file / "below", f"{a_file} is a file, not a folder"),
+                          (Path("/proc/colab-sd-test"), "cannot create /proc/colab-sd-test"),
+                          (read_only_folder, str(read_only_folder))):
+        out = run_cli("download", "--dir", str(folder), "http://127.0.0.1:9/x.safetensors")
+        line = one_error_line(out)
+        assert out.returncode == 1 and words in line and "choose another models folder" in line, line
+    out = run_cli("models", "--dir", str(a_file))
+    assert out.returncode == 1 and "is a file, not a folder" in one_error_line(out)
+
+
+def test_wrong_user_sha256_names_both_hashes_and_keeps_nothing(server, tmp_path):
+    server.route("/w.safetensors", Route(body=BODY))
+    wrong = "ab" * 32
+    out = run_cli("download", "--dir", str(tmp_path), "--sha256", wrong, server.url("/w.safetensors"))
+    line = one_error_line(out)
+    assert out.returncode == 1 and f"expected {wrong} but got {SHA}" in line and "not kept" in line
+    assert "run again" not in line
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_failed_downloads_leave_no_empty_folders(server, tmp_path, model_bytes):
+    root = tmp_path / "models"
+    out = run_cli("download", "--dir", str(root), server.url("/missing.safetensors"))
+    assert out.returncode == 1 and not root.exists()  # nothing was there before: nothing is left
+    (root / "vae").mkdir(parents=True)  # a folder the user made stays, even empty
+    out = run_cli("download", "--dir", str(root), "--type", "lora", server.url("/missing.safetensors"))
+    assert out.returncode == 1 and sorted(p.name for p in root.iterdir()) == ["vae"]
+    server.route("/style.safetensors", Route(body=model_bytes["lora"]))
+    out = run_cli("download", "--dir", str(root), server.url("/style.safetensors"))
+    assert out.returncode == 0, out.stderr  # probed as a LoRA: it went through other/ to lora/
+    assert sorted(p.name for p in root.iterdir()) == ["lora", "vae"]
+
+
+def test_bar_is_labelled_with_the_file_name_once_known(server, tmp_path):
+    server.route("/dl/12345", Route(body=BODY, disposition='attachment; filename="Real_Name_v2.safetensors"'))
+    out = run_cli("download", "--dir", str(tmp_path), server.url("/dl/12345"))
+    assert out.returncode == 0, out.stderr
+    bars = [line for line in re.split(r"[\r\n]", out.stderr) if "|" in line and "B/s" in line]
+    assert bars and bars[-1].startswith("Real_Name_v2.safetensors"), bars

@@ -47,3 +47,30 @@ def test_meter_speed_and_eta():
     p = meter.progress(200, 1000)
     assert p.speed == 100.0 and p.eta == 8.0
     assert meter.progress(300, None).eta is None
+
+
+def test_first_progress_after_a_resume_has_no_made_up_speed():
+    """Resuming at 5 GB: the first chunk arrives microseconds after the meter starts; that is no speed yet."""
+    clock = [100.0]
+    meter = ev.Meter(clock=lambda: clock[0])
+    base = 5 * 1024 ** 3
+    clock[0] += 0.00002
+    first = meter.progress(base + 65536, base + 10 * 1024 ** 2, base=base)
+    assert first.speed == 0.0 and first.eta is None
+    clock[0] += 0.5
+    second = meter.progress(base + 65536 + 512 * 1024, base + 10 * 1024 ** 2, base=base)
+    assert second.speed == 512 * 1024 / 0.5 and second.eta is not None
+
+
+def test_progress_carries_the_file_name_and_the_bar_shows_it():
+    import io
+
+    p = ev.Progress(downloaded=1, total=2, speed=0.0, eta=None, job="https://host/api/download/models/12345",
+                    name="Real_Name_v2.safetensors")
+    assert p.to_dict()["name"] == "Real_Name_v2.safetensors"
+    assert "name" not in ev.Progress(downloaded=1, total=2, speed=0.0, eta=None).to_dict()
+    out = io.StringIO()
+    bar = ev.TqdmBar(file=out)
+    bar(p)
+    bar(ev.Completed(path="/m/Real_Name_v2.safetensors", bytes=2, sha256=None, job=p.job))
+    assert out.getvalue().lstrip("\r").startswith("Real_Name_v2.safetensors")

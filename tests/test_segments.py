@@ -281,7 +281,7 @@ def test_sha256_verified_across_segments(server, tmp_path):
 
 def test_sha256_mismatch_with_segments_deletes_everything(server, tmp_path):
     server.route("/x.safetensors", Route(handler=Origin()))
-    with pytest.raises(IntegrityError, match="deleted"):
+    with pytest.raises(IntegrityError, match="not kept"):
         get(server, "/x.safetensors", tmp_path, sha256="0" * 64)
     assert listing(tmp_path) == []
 

@@ -75,3 +75,37 @@ def test_app_command_serves_the_notebook_with_its_lab_defaults(tmp_path):
         output = proc.communicate(timeout=15)[0]
     assert f"models   {tmp_path / 'studio' / 'models'}" in output
     assert (tmp_path / "studio" / "models" / "checkpoint").is_dir()
+
+
+def test_app_on_a_file_is_one_sentence(tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    out = subprocess.run([sys.executable, "-m", "colab_sd.cli", "app", str(a_file), "--no-browser"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "COLAB_SD_HOME": ""})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (f"colab-sd: error: {a_file} is a file, not a folder: choose another folder for "
+                                  f"the notebook (colab-sd app FOLDER)")
+
+
+@pytest.mark.parametrize("args,passed", [
+    ([], ["studio"]),
+    (["--no-browser", "--port", "8899"], ["studio", "--no-browser", "--port", "8899"]),
+    (["--dir", "/data/models", "--no-browser"], ["studio", "--dir", "/data/models", "--no-browser"]),
+    (["--port", "8899", "mine"], ["--port", "8899", "mine"]),
+    (["mine", "--no-browser"], ["mine", "--no-browser"]),
+])
+def test_app_script_never_puts_the_notebook_in_the_repository_root(tmp_path, args, passed):
+    """scripts/app.sh with options only: the folder is still ./studio (git-ignored). The set-up steps run against a
+    stand-in virtual environment whose `colab-sd` records its arguments (the real command is tested above)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    record = tmp_path / "args"
+    (venv / "bin" / "python").write_text("#!/bin/sh\nexit 0\n")  # `pip install …` is not what is tested here
+    (venv / "bin" / "colab-sd").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {record}\n")
+    for tool in ("python", "colab-sd"):
+        (venv / "bin" / tool).chmod(0o755)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "app.sh"), *args], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "VENV": str(venv)})
+    assert out.returncode == 0, out.stderr
+    assert record.read_text().split("\n")[:-1] == ["app", *passed]
+    assert "/studio/" in (ROOT / ".gitignore").read_text().split()

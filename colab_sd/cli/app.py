@@ -39,9 +39,9 @@ def local_notebook() -> dict:
 
 def prepare(folder: Path, models_dir: Path | None = None) -> tuple[Path, Path]:
     """Create the notebook (kept if it exists: it may hold the user's own cells) and the models folder."""
-    from ..library import ensure_layout
+    from ..library import ensure_layout, make_folder
 
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "folder for the notebook", "colab-sd app FOLDER")
     notebook = folder / NOTEBOOK_NAME
     if not notebook.exists():
         notebook.write_text(json.dumps(local_notebook(), indent=1) + "\n", encoding="utf-8")

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from .common import EXIT_FAILED, fail
 from .download import kind_option
 
 
@@ -45,6 +46,9 @@ def run(args) -> int:
     from ..library import list_models, models_root
 
     root = models_root(args.models_dir)
+    if root.exists() and not root.is_dir():
+        fail(f"{root} is a file, not a folder: give the models folder (--dir DIR)")
+        return EXIT_FAILED
     kinds = [args.kind] if args.kind and args.kind != "auto" else None
     entries = list_models(root, kinds) if root.is_dir() else []
     if args.identify and entries:
