@@ -161,3 +161,19 @@ def test_library_rescans_when_its_tab_opens(models):
     assert "copied_by_hand.safetensors" in app.library.table.value
     if app.generate is not None:
         assert "copied_by_hand.safetensors" in app.generate.vae.options
+
+
+def test_a_failed_download_is_reported_once(server, models):
+    """download() emits its Error event and then raises: the row and the panel say it once, not twice."""
+    server.route("/ok.safetensors", Route(body=os.urandom(5000)))
+    panel = DownloadPanel(models_dir=models)
+    applied = []
+    original = panel._apply
+    panel._apply = lambda item: (applied.append(item), original(item))
+    panel.urls.value = f"{server.url('/missing.safetensors')}\n{server.url('/ok.safetensors')}"
+    panel.start()
+    errors = [item for index, item in applied if index == 0 and getattr(item, "status", None) == "error"]
+    assert len(errors) == 1 and "no such file" in errors[0].message
+    assert [row.state for row in panel.rows] == ["error", "done"]
+    assert panel.rows[0].status.value.count("no such file") == 1
+    assert "1 of 2 done, 1 failed" in panel.message.value

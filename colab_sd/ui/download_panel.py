@@ -168,14 +168,23 @@ class DownloadPanel:
             if cancel.is_set():
                 break
             emit((index, "start"))
+            reported: list = []  # download() emits its own Error event before it raises: one report per row
+
+            def relay(event, i=index, seen=reported) -> None:
+                if isinstance(event, (Error, Cancelled)):
+                    seen.append(event)
+                emit((i, event))
+
             try:
                 path = self._download(url, kind=kind, models_dir=self.models_dir, tokens=self.tokens, cancel=cancel,
-                                      on_event=lambda event, i=index: emit((i, event)))
+                                      on_event=relay)
             except (DownloadCancelled, KeyboardInterrupt):
-                emit((index, Cancelled(job=redact_url(url))))
+                if not reported:
+                    emit((index, Cancelled(job=redact_url(url))))
                 break
             except ColabSDError as err:
-                emit((index, Error(message=redact(err), job=redact_url(url))))
+                if not reported:
+                    emit((index, Error(message=redact(err), job=redact_url(url))))
             except Exception as err:  # a bug still ends as one readable line on its row
                 log.debug("download failed unexpectedly", exc_info=True)
                 emit((index, Error(message=redact(f"{type(err).__name__}: {err}"), job=redact_url(url))))
