@@ -95,7 +95,8 @@ def test_structured_fields_use_the_request_names():
     assert (result["steps"], result["sampler"], result["schedule"], result["cfg"], result["seed"]) == \
         (20, "DPM++ 2M", "Karras", 7.0, 123)
     assert (result["width"], result["height"], result["clip_skip"], result["denoising_strength"]) == (512, 768, 2, 0.45)
-    assert (result["model"], result["model_hash"], result["version"]) == ("v1-5-pruned-emaonly", "6ce0161689", "v1.10.1")
+    assert (result["model"], result["model_hash"], result["version"]) == \
+        ("v1-5-pruned-emaonly", "6ce0161689", "v1.10.1")
     assert (result["hires_scale"], result["hires_steps"], result["hires_upscaler"], result["hires_prompt"]) == \
         (2.0, 10, "Latent", "a cat, hires")
     assert result["loras"] == [{"name": "detail", "weight": 0.8, "hash": "0123456789ab"},

@@ -23,8 +23,8 @@ from .. import hosts
 from ..tokens import in_colab
 
 # The infotext itself (writing and reading) lives in colab_sd.infotext; these names stay for the engine and callers.
-build_parameters, parse_parameters, parse_hash_list, hash_list = (_infotext.build_parameters, _infotext.parse_parameters,
-                                                                  _infotext.parse_hash_list, _infotext.hash_list)
+build_parameters, parse_parameters = _infotext.build_parameters, _infotext.parse_parameters
+parse_hash_list, hash_list = _infotext.parse_hash_list, _infotext.hash_list
 
 
 # ---------------------------------------------------------------------------------------------- hashes

@@ -39,7 +39,8 @@ WIDGETS = {
                                                        "target_height", "text_g", "text_l"],
     "CheckpointLoaderSimple": ["ckpt_name"], "UNETLoader": ["unet_name", "weight_dtype"],
     "EmptyLatentImage": ["width", "height", "batch_size"], "EmptySD3LatentImage": ["width", "height", "batch_size"],
-    "LoraLoader": ["lora_name", "strength_model", "strength_clip"], "LoraLoaderModelOnly": ["lora_name", "strength_model"],
+    "LoraLoader": ["lora_name", "strength_model", "strength_clip"],
+    "LoraLoaderModelOnly": ["lora_name", "strength_model"],
     "CLIPSetLastLayer": ["stop_at_clip_layer"], "VAELoader": ["vae_name"],
     "LatentUpscaleBy": ["upscale_method", "scale_by"], "LatentUpscale": ["upscale_method", "width", "height", "crop"],
 }

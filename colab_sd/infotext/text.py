@@ -28,7 +28,7 @@ _KEY_EXTRA = frozenset(" -/")
 
 
 def quote(value: object) -> str:
-    """A1111's rule (a comma, colon or newline → a JSON string), plus a `"` so that a quoted name reads back as it was."""
+    """A1111's rule (a comma, colon or newline → a JSON string), plus `"`, so that a quoted name reads back as is."""
     text = str(value)
     if any(c in text for c in ',\n:"'):
         return json.dumps(text, ensure_ascii=False)
