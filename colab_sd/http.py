@@ -21,6 +21,7 @@ from .errors import AuthError, DownloadError, NotFoundError
 from .events import Info, Listener, guard
 from .remote import RemoteFile
 from .tokens import redact, redact_url
+from .units import human_size  # noqa: F401 (receive and the speed rule name sizes through here)
 
 log = logging.getLogger("colab_sd.http")
 
@@ -180,16 +181,6 @@ def page_excerpt(body: bytes, limit: int = 160) -> str:
     text = re.sub(r"\s+", " ", text).strip()
     text = redact(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def human_size(n: Optional[float]) -> str:
-    if n is None:
-        return "size unknown"
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def new_session() -> requests.Session:

@@ -18,6 +18,7 @@ from typing import Iterable, Optional
 from .errors import InputError
 from . import hosts
 from .tokens import in_colab, redact, redact_url
+from .units import folder_size
 
 # Kind → folder name (they are the same word, on purpose: what a user types is what they see on disk).
 # text_encoder: T5-XXL / CLIP-L / CLIP-G / Qwen3 files that transformer-only checkpoints (Flux, Z-Image…) need.
@@ -223,10 +224,6 @@ def _is_diffusers_folder(path: Path) -> bool:
     return (path / "model_index.json").is_file()
 
 
-def _folder_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def list_models(root: os.PathLike | str, kinds: Optional[Iterable[str]] = None) -> list[ModelEntry]:
     """Every model under `root`, sorted by kind then name; `.part` files and sidecars are not models."""
     root = Path(root)
@@ -249,7 +246,7 @@ def _scan(folder: Path, kind: str) -> Iterable[ModelEntry]:
             sub = here / d
             if _is_diffusers_folder(sub):
                 # A diffusers folder is one model: list it whole, do not descend.
-                yield ModelEntry(kind, sub.relative_to(folder).as_posix(), sub, _folder_size(sub), read_sidecar(sub))
+                yield ModelEntry(kind, sub.relative_to(folder).as_posix(), sub, folder_size(sub), read_sidecar(sub))
             else:
                 kept.append(d)
         dirnames[:] = kept
@@ -303,7 +300,7 @@ def find_by_source(root: os.PathLike | str, source: str, kind: Optional[str] = N
                 continue
             if sha256 and (meta.get("sha256") or "").lower() != sha256.lower():
                 continue
-            size = model.stat().st_size if model.is_file() else _folder_size(model)
+            size = model.stat().st_size if model.is_file() else folder_size(model)
             if meta.get("size") is not None and meta["size"] != size:
                 continue
             return model

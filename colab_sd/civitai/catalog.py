@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import InputError
+from ..units import human_size
 from . import levels
 from .client import Client
 
@@ -184,15 +185,6 @@ def file_label(f: Mapping[str, Any]) -> str:
     if f.get("primary"):
         parts.append("primary")
     return " · ".join(p for p in parts if p)
-
-
-def human_size(n: float) -> str:
-    """1536 → "1.5 KB" (powers of 1024)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def _future(when: Any) -> Optional[str]:

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from ..units import human_size
 from .common import EXIT_FAILED, fail
 from .download import kind_option
 
@@ -31,15 +32,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="ask CivitAI whether a newer version of each CivitAI model exists (one request per model)")
     p.set_defaults(handler=run)
     return p
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def run(args) -> int:

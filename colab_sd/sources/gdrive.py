@@ -26,9 +26,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import AuthError, DownloadCancelled, DownloadError, ErrorPageError, InputError
 from ..events import Completed, Info, Listener, Meter, guard
+from ..http import expects_binary, looks_like_page
 from ..place import adopt, place_tree
 from ..remote import FetchResult, RemoteFile
 from ..tokens import TokenStore, redact, redact_url
+from ..units import folder_size
 
 log = logging.getLogger("colab_sd.sources.gdrive")
 
@@ -111,24 +113,12 @@ def explain_error(err: BaseException) -> Exception:
 
 
 def _looks_like_page(path: Path) -> bool:
-    """An HTML page or JSON error where a model file should be (text files may legitimately be text)."""
-    if path.suffix.lower() in (".json", ".html", ".htm", ".xml", ".txt", ".yaml", ".yml", ".md"):
+    """An HTML page or JSON error where a model file should be: the byte mover's own test (http), on the file."""
+    if not expects_binary(path.name):  # a .json / .yaml / .txt file may legitimately be text
         return False
     with open(path, "rb") as fh:
-        head = fh.read(512).lstrip().lower()
-    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or (
-        head.startswith(b"{") and b"error" in head[:200])
+        return looks_like_page(None, fh.read(2048))
 
-
-def _dir_size(path: Path) -> int:
-    total = 0
-    for p in path.rglob("*"):
-        try:
-            if p.is_file():
-                total += p.stat().st_size
-        except OSError:
-            pass
-    return total
 
 
 class _Watcher:
@@ -142,7 +132,7 @@ class _Watcher:
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            self._emit(self._meter.progress(_dir_size(self._folder), None, job=self._job))
+            self._emit(self._meter.progress(folder_size(self._folder), None, job=self._job))
 
     def __enter__(self):
         self._thread.start()
@@ -250,7 +240,7 @@ def _fetch_folder(ref: DriveRef, staging: Path, dest_dir: Path, emit: Listener, 
             path.unlink()
             raise ErrorPageError(f"Google Drive sent a web page instead of {path.name} (not saved): {PERMISSION}")
     final = place_tree(tree, dest_dir / tree.name, emit, job)  # never replaces a different file
-    size = _dir_size(final)
+    size = folder_size(final)
     emit(Completed(path=str(final), bytes=size, sha256=None, job=job))
     return FetchResult(final, size, None)
 

@@ -18,6 +18,7 @@ from ..errors import ColabSDError, DownloadCancelled
 from ..events import Cancelled, Completed, Error, Info, Progress
 from ..library import KINDS, models_root
 from ..tokens import TokenStore, redact, redact_url
+from ..units import folder_size
 from . import format as fmt
 from .html import message
 from .pump import pump
@@ -203,8 +204,7 @@ class DownloadPanel:
             if row.state != "done" or row.path != path:
                 size = row.size if row.state == "done" else None
                 if size is None:
-                    size = path.stat().st_size if path.is_file() else sum(
-                        p.stat().st_size for p in path.rglob("*") if p.is_file())
+                    size = folder_size(path)
                 row.done(path, size, row.skipped)
         else:
             row.apply(item)
