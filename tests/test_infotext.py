@@ -395,7 +395,7 @@ def test_comfyui_prompt_and_workflow_chunks(tmp_path):
         ("DPM++ 2M", "Karras", 512, 768)
     assert result["model"] == "sd15/dreamshaper_8.safetensors" and result["clip_skip"] == 2
     assert result["loras"] == [{"name": "film", "weight": 0.7, "hash": None}]
-    assert "prompt" not in result["chunks"] and "workflow" not in result["chunks"]
+    assert json.loads(result["chunks"]["workflow"]) == comfy_workflow()  # the graphs are kept, not dropped
 
 
 def test_comfyui_workflow_only(tmp_path):
@@ -430,3 +430,36 @@ def test_reading_imports_no_torch():
             "print(sorted(m for m in ('torch', 'diffusers', 'ipywidgets', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def flux_graph() -> dict:
+    """A Flux-style API graph: SamplerCustomAdvanced with its noise / guider / sampler / sigmas nodes."""
+    return {
+        "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "fp8"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a neon alley at night", "clip": ["11", 0]}},
+        "26": {"class_type": "FluxGuidance", "inputs": {"guidance": 3.5, "conditioning": ["6", 0]}},
+        "22": {"class_type": "BasicGuider", "inputs": {"model": ["12", 0], "conditioning": ["26", 0]}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 2024}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "17": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 20, "denoise": 1,
+                                                          "model": ["12", 0]}},
+        "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 832, "height": 1216, "batch_size": 1}},
+        "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
+                                                                 "sampler": ["16", 0], "sigmas": ["17", 0],
+                                                                 "latent_image": ["27", 0]}},
+    }
+
+
+def test_comfyui_sampler_custom_advanced_and_webp_exif(tmp_path):
+    path = save_png(tmp_path / "flux.png", prompt=json.dumps(flux_graph()))
+    result = read_parameters(path)
+    assert (result["prompt"], result["seed"], result["steps"], result["sampler"], result["schedule"]) == \
+        ("a neon alley at night", 2024, 20, "Euler", "Simple")
+    assert (result["width"], result["height"], result["model"]) == (832, 1216, "flux1-dev.safetensors")
+    # ComfyUI's WebP saver: "Prompt:{…}" in EXIF Make, "Workflow:{…}" in ImageDescription.
+    exif = Image.Exif()
+    exif[0x010F] = "Prompt:" + json.dumps(comfy_graph())
+    exif[0x010E] = "Workflow:" + json.dumps(comfy_workflow())
+    Image.new("RGB", (16, 16)).save(tmp_path / "comfy.webp", format="WEBP", exif=exif.tobytes())
+    result = read_parameters(tmp_path / "comfy.webp")
+    assert (result["where"], result["prompt"], result["seed"]) == ("webp:prompt", "a red fox in snow", 987654321)

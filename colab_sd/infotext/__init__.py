@@ -22,7 +22,7 @@ No torch, no diffusers; Pillow only for JPEG/WebP/AVIF/GIF (PNG is read without 
 
 `source` is "a1111", "colab_sd", "civitai" (CivitAI's resources/hashes present, or `from_civitai_meta`) or
 "comfyui"; `where` says which chunk or tag held it: "png:parameters", "exif:UserComment", "comment",
-"png:prompt", "png:workflow". Numbers are numbers; a field the image does not give is None. LoRA weights are the
+"png:prompt", "png:workflow" ("webp:prompt" for ComfyUI's WebP EXIF tags). Numbers are numbers; a field the image does not give is None. LoRA weights are the
 `<lora:name:w>` tag's (None for a LoRA only named in `Lora hashes`). Hashes are lower-case hex as written: `Model
 hash` AutoV2 (10 hex of the file's sha256, or 8-hex AutoV1 in old files), `Lora hashes` AutoV3 (12 hex of the
 safetensors "addnet" hash) in A1111, AutoV2 in CivitAI's `Hashes`.
@@ -66,14 +66,14 @@ def from_text(text: str, where: str = "text") -> dict:
 
 def interpret(raw: RawMetadata):
     """The result dict for what `read_raw` found, or None when there is nothing to read."""
-    texts = dict(raw.texts)
-    text, where = texts.pop("parameters", None), f"{(raw.format or 'image').lower()}:parameters"
+    texts, kind = dict(raw.texts), (raw.format or "image").lower()
+    text, where = texts.pop("parameters", None), f"{kind}:parameters"
     if not (text or "").strip() and raw.user_comment and raw.user_comment.strip():
         text, where = raw.user_comment, "exif:UserComment"
     if not (text or "").strip() and "Steps: " in texts.get("comment", ""):  # GIF: A1111 writes the comment
         text, where = texts.pop("comment"), "comment"
     has_text = bool((text or "").strip())
-    result = from_text(text, where) if has_text and not text.lstrip().startswith("{") else _comfy(texts, text)
+    result = from_text(text, where) if has_text and not text.lstrip().startswith("{") else _comfy(texts, text, kind)
     if result is None and has_text:  # JSON that is no ComfyUI graph (Fooocus, NovelAI): kept as the prompt text
         result = from_text(text, where)
     if result is None:
@@ -83,9 +83,9 @@ def interpret(raw: RawMetadata):
     return result
 
 
-def _comfy(texts: dict, exif_text):
+def _comfy(texts: dict, exif_text, kind: str):
     """ComfyUI: the API graph (`prompt` chunk) first, the UI graph (`workflow`) when that is all there is."""
-    candidates = [("png:prompt", texts.get("prompt"), False), ("png:workflow", texts.get("workflow"), True)]
+    candidates = [(f"{kind}:prompt", texts.get("prompt"), False), (f"{kind}:workflow", texts.get("workflow"), True)]
     if exif_text:  # ComfyUI-style JSON stored in EXIF by some savers
         candidates.append(("exif:UserComment", exif_text, False))
     for where, chunk, is_workflow in candidates:
@@ -95,9 +95,7 @@ def _comfy(texts: dict, exif_text):
         if isinstance(graph.get("prompt"), dict):  # {"prompt": {...}, "workflow": {...}} in one text
             graph = graph["prompt"]
         settings = comfy.read_graph(comfy.workflow_to_api(graph) if is_workflow or "nodes" in graph else graph)
-        if settings is not None:
-            for key in ("prompt", "workflow"):
-                texts.pop(key, None)
+        if settings is not None:  # the graphs stay in `chunks`: nothing read is dropped
             return fields.from_comfy(settings, fields.empty("comfyui", where))
     return None
 

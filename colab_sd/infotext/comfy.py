@@ -15,7 +15,7 @@ from typing import Optional
 MAX_NODES = 20000
 MAX_DEPTH = 64
 
-SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom")
+SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 EMPTY_LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo", "EmptyMochiLatentVideo")
 CHECKPOINT_LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "CheckpointLoader": "ckpt_name",
                       "ImageOnlyCheckpointLoader": "ckpt_name", "UNETLoader": "unet_name",
@@ -42,6 +42,8 @@ WIDGETS = {
     "LoraLoader": ["lora_name", "strength_model", "strength_clip"],
     "LoraLoaderModelOnly": ["lora_name", "strength_model"],
     "CLIPSetLastLayer": ["stop_at_clip_layer"], "VAELoader": ["vae_name"],
+    "KSamplerSelect": ["sampler_name"], "BasicScheduler": ["scheduler", "steps", "denoise"],
+    "RandomNoise": ["noise_seed", None], "CFGGuider": ["cfg"], "FluxGuidance": ["guidance"],
     "LatentUpscaleBy": ["upscale_method", "scale_by"], "LatentUpscale": ["upscale_method", "width", "height", "crop"],
 }
 
@@ -140,7 +142,7 @@ def read_graph(graph: dict) -> Optional[dict]:
     if not samplers:
         return None
     samplers.sort(key=lambda item: (not _fed_by_empty_latent(walker, item[1]), _node_order(item[0])))
-    inputs = samplers[0][1]["inputs"]
+    inputs = _flatten(walker, samplers[0][1]["inputs"])
     out: dict = {"extra": {}}
     out["prompt"] = walker.text(inputs.get("positive")) or ""
     out["negative_prompt"] = walker.text(inputs.get("negative")) or ""
@@ -162,6 +164,22 @@ def read_graph(graph: dict) -> Optional[dict]:
     vae = next((n["inputs"].get("vae_name") for n in walker.nodes.values() if n.get("class_type") == "VAELoader"), None)
     out["vae"] = vae if isinstance(vae, str) else None
     return out
+
+
+def _flatten(walker: _Walker, inputs: dict) -> dict:
+    """SamplerCustom(Advanced) (Flux, SD3 workflows) spread a KSampler's inputs over noise, guider, sampler and
+    sigmas nodes (RandomNoise, CFGGuider / BasicGuider, KSamplerSelect, BasicScheduler): gather them back."""
+    parts = {k: (walker.node(inputs.get(k)) or {}).get("inputs", {}) for k in ("noise", "guider", "sampler", "sigmas")}
+    noise, guider, sampler, sigmas = (parts[k] for k in ("noise", "guider", "sampler", "sigmas"))
+    flat = {k: v for k, v in inputs.items() if k not in parts}
+    for key, value in (("noise_seed", noise.get("noise_seed")), ("cfg", guider.get("cfg")),
+                       ("positive", guider.get("positive", guider.get("conditioning"))),
+                       ("negative", guider.get("negative")), ("model", guider.get("model", sigmas.get("model"))),
+                       ("sampler_name", sampler.get("sampler_name")), ("scheduler", sigmas.get("scheduler")),
+                       ("steps", sigmas.get("steps")), ("denoise", sigmas.get("denoise"))):
+        if value is not None and key not in flat:
+            flat[key] = value
+    return flat
 
 
 def _node_order(key: str):

@@ -191,10 +191,24 @@ def _from_pil(img, raw: RawMetadata) -> RawMetadata:
         comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT) or exif.get(USER_COMMENT)
     except Exception:  # damaged EXIF: the other sources may still have the text
         raw.warnings.append("the EXIF block is damaged and was skipped")
-        comment = None
+        exif = comment = None
     if comment is not None:
         raw.user_comment = decode_user_comment(comment)
+    _comfy_exif(exif, raw)
     return raw
+
+
+def _comfy_exif(exif, raw: RawMetadata) -> None:
+    """ComfyUI's WebP saver writes "Prompt:{…}" in EXIF Make (0x010F) and "Workflow:{…}" in ImageDescription
+    (0x010E) (ComfyUI comfy_extras/nodes_images.py); taken as the PNG chunks of the same names."""
+    if exif is None:
+        return
+    for tag in (0x010F, 0x010E, 0x0110):
+        value = exif.get(tag)
+        if isinstance(value, str):
+            key, sep, body = value.partition(":")
+            if sep and key.lower() in ("prompt", "workflow") and key.lower() not in raw.texts:
+                raw.texts[key.lower()] = body
 
 
 def _user_comment_from_exif(data: bytes, raw: RawMetadata) -> Optional[str]:
