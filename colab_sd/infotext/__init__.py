@@ -22,10 +22,11 @@ No torch, no diffusers; Pillow only for JPEG/WebP/AVIF/GIF (PNG is read without 
 
 `source` is "a1111", "colab_sd", "civitai" (CivitAI's resources/hashes present, or `from_civitai_meta`) or
 "comfyui"; `where` says which chunk or tag held it: "png:parameters", "exif:UserComment", "comment",
-"png:prompt", "png:workflow" ("webp:prompt" for ComfyUI's WebP EXIF tags). Numbers are numbers; a field the image does not give is None. LoRA weights are the
-`<lora:name:w>` tag's (None for a LoRA only named in `Lora hashes`). Hashes are lower-case hex as written: `Model
-hash` AutoV2 (10 hex of the file's sha256, or 8-hex AutoV1 in old files), `Lora hashes` AutoV3 (12 hex of the
-safetensors "addnet" hash) in A1111, AutoV2 in CivitAI's `Hashes`.
+"png:prompt", "png:workflow" ("webp:prompt" for ComfyUI's WebP EXIF tags). Numbers are numbers; a field the image
+does not give is None. LoRA weights are the `<lora:name:w>` tag's (None for a LoRA only named in `Lora hashes`).
+Hashes are hex as written (those from CivitAI's `Hashes` lower-cased, `0x` dropped): `Model hash` AutoV2 (10 hex of
+the file's sha256, or 8-hex AutoV1 in old files), `Lora hashes` AutoV3 (12 hex of the safetensors "addnet" hash) in
+A1111, AutoV2 in CivitAI's `Hashes`.
 """
 from __future__ import annotations
 
