@@ -36,7 +36,7 @@ def add_argument(parser: argparse.ArgumentParser) -> None:
 
 def mark_defaults(parser: argparse.ArgumentParser) -> None:
     """Call last in `add_parser`, after every option exists."""
-    defaults = vars(parser.parse_args(["--from", "-"]))
+    defaults = {action.dest: parser.get_default(action.dest) for action in parser._actions}  # noqa: SLF001
     parser.set_defaults(**{dest: _MARK[type(value)](value) for dest, value in defaults.items()
                            if type(value) in _MARK and dest != "from_image"})
 
