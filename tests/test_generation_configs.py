@@ -27,21 +27,18 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 @pytest.fixture
 def hf_cache(tmp_path, monkeypatch):
-    """A Hugging Face cache holding the CLIP tokenizer files (tiny ones), as after a first online run."""
+    """No Hugging Face cache at all and the Hub unreachable: the bundle alone must do."""
+    import huggingface_hub
     import huggingface_hub.constants as hf_constants
 
-    cache = tmp_path / "hf-cache"
-    repo = cache / f"models--{configs.TOKENIZER_REPO.replace('/', '--')}"
-    snapshot = repo / "snapshots" / COMMIT
-    snapshot.mkdir(parents=True)
-    for name, text in tiny_models.tokenizer_files().items():
-        (snapshot / name).write_text(text, encoding="utf-8")
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(COMMIT)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the Hub was asked for a file")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "no-hf-cache"))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("COLAB_SD_CONFIGS", str(tmp_path / "configs"))
-    return cache
+    return tmp_path / "no-hf-cache"
 
 
 def _count(module) -> int:
@@ -88,16 +85,20 @@ def test_a_users_own_config_folder_is_used_as_it_is(tmp_path, monkeypatch):
     assert not (own / configs.STAMP).exists()
 
 
-def test_offline_without_tokenizer_files_says_what_to_do(tmp_path, monkeypatch):
-    import huggingface_hub.constants as hf_constants
+def test_the_bundled_clip_tokenizer_gives_clips_token_ids(hf_cache):
+    """Known CLIP ids (the reference's: `,` 267, start 49406, end 49407; "a" 320, "cat" 2368, "dog" 1929) and
+    OpenCLIP's "!" padding for SDXL's second tokenizer, from the bundled merges alone."""
+    from transformers import CLIPTokenizer
 
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(tmp_path / "configs"))
-    with pytest.raises(GenerationError) as err:
-        configs.config_folder("sdxl")
-    assert "connect to the internet once" in str(err.value) and "\n" not in str(err.value)
-    assert not (tmp_path / "configs" / "sdxl").exists()
+    folder = configs.config_folder("sdxl")
+    first, second = (CLIPTokenizer.from_pretrained(folder / name) for name in ("tokenizer", "tokenizer_2"))
+    assert len(first) == 49408 and first.get_vocab()[",</w>"] == 267
+    assert first("a cat, dog").input_ids == [49406, 320, 2368, 267, 1929, 49407]
+    assert second("a cat, dog").input_ids == first("a cat, dog").input_ids
+    padded = second("a cat", padding="max_length", max_length=77).input_ids
+    assert padded[:4] == [49406, 320, 2368, 49407] and set(padded[4:]) == {0}
+    assert first("photograph of an astronaut").input_ids == [49406, 8853, 539, 550, 18376, 49407]
+    assert not hf_cache.exists()
 
 
 def test_unknown_family_has_no_bundle():

@@ -52,10 +52,14 @@ def test_choices_presets_loras_and_embeddings(library):
     panel.sampler.value = "Euler a"  # a sampler without Karras / Exponential variants
     assert list(panel.schedule.options) == ["Automatic"]
 
-    panel.lora_choice.value = "tiny-kohya.safetensors"
-    panel.lora_add.click()
-    panel.lora_add.click()  # the same LoRA is not added twice
+    assert panel.lora_choice.value is None and panel.request_fields()["loras"] == []  # nothing shown as picked
+    panel.lora_choice.value = "tiny-kohya.safetensors"  # choosing a LoRA adds its row: what is shown is used
+    assert panel.lora_choice.value is None and len(panel.lora_rows) == 1
+    panel.lora_choice.value = "tiny-kohya.safetensors"  # the same LoRA is not added twice
     assert len(panel.lora_rows) == 1
+    assert panel.request_fields()["clip_skip"] == 1
+    panel.clip_skip.value = 2
+    assert panel.request_fields()["clip_skip"] == 2
     row = panel.lora_rows[0]
     row.weight.value = 0.6
     assert [b.description for b in row.word_buttons] == ["film grain", "red"]

@@ -4,15 +4,17 @@
 tokenizer files. colab_sd bundles the configs (a few kB per family, under `configs/<family>/`) and assembles
 the folder once in a cache: `$COLAB_SD_CONFIGS`, else `$XDG_CACHE_HOME/colab_sd/configs` (~/.cache/…).
 
-The CLIP tokenizer files (vocab.json 1 MB + merges.txt 0.5 MB, the same BPE for SD1, SD2 and both SDXL
-tokenizers) are not bundled: they are fetched once from `openai/clip-vit-large-patch14` through
-huggingface_hub (its cache first, so an offline machine that has them works) and copied into the folder.
+The CLIP tokenizer (the same BPE for SD1, SD2 and both SDXL tokenizers; MIT-licensed by OpenAI, see
+`configs/clip/LICENSE`) is bundled too, as its 48,894 BPE merges (gzip, 200 kB): merges.txt and vocab.json are
+written from them exactly as CLIP builds its vocabulary (256 byte symbols, the same with `</w>`, one token per
+merge, then <|startoftext|> 49406 and <|endoftext|> 49407). So a single file loads offline, with no Hub call.
 
 A folder already in the cache without colab_sd's stamp file is the user's own (for a custom architecture, or
 tests' tiny ones) and is used as it is.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -27,8 +29,9 @@ log = logging.getLogger("colab_sd.generation")
 
 BUNDLED = Path(__file__).with_name("configs")
 FAMILIES = ("sd1", "sd2", "sdxl")
-TOKENIZER_REPO = "openai/clip-vit-large-patch14"
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
+CLIP_MERGES = BUNDLED / "clip" / "merges.txt.gz"
+_SPECIAL = ("<|startoftext|>", "<|endoftext|>")
 STAMP = ".colab_sd-bundle"
 
 
@@ -42,7 +45,7 @@ def configs_root() -> Path:
 
 def _bundle_digest(family: str) -> str:
     digest = hashlib.sha256()
-    for path in sorted((BUNDLED / family).rglob("*.json")):
+    for path in sorted((BUNDLED / family).rglob("*.json")) + [CLIP_MERGES]:
         digest.update(path.relative_to(BUNDLED).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -61,7 +64,7 @@ def _complete(folder: Path) -> bool:
     return (folder / "model_index.json").is_file() and all(_has_tokenizer(tok) for tok in _tokenizer_dirs(folder))
 
 
-def config_folder(family: str, root: Optional[os.PathLike | str] = None, *, token: Optional[str] = None) -> Path:
+def config_folder(family: str, root: Optional[os.PathLike | str] = None) -> Path:
     """A complete diffusers config folder (no weights) for `family` ("sd1", "sd2", "sdxl")."""
     if family not in FAMILIES:
         raise GenerationError(f"no bundled config for the {family} family: pass config= a diffusers folder or repo id")
@@ -70,14 +73,14 @@ def config_folder(family: str, root: Optional[os.PathLike | str] = None, *, toke
     stamp = folder / STAMP
     if _complete(folder) and (not stamp.exists() or stamp.read_text().strip() == _bundle_digest(family)):
         return folder
-    files = tokenizer_files(token=token)  # first: offline without them, nothing is written
+    files = tokenizer_files()
     tmp = root / f".{family}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         shutil.copytree(BUNDLED / family, tmp)
         for tok in _tokenizer_dirs(tmp):
-            for name, src in files.items():
-                shutil.copyfile(src, tok / name)
+            for name, text in files.items():
+                (tok / name).write_text(text, encoding="utf-8")
         (tmp / STAMP).write_text(_bundle_digest(family) + "\n")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -87,20 +90,32 @@ def config_folder(family: str, root: Optional[os.PathLike | str] = None, *, toke
     return folder
 
 
-def tokenizer_files(token: Optional[str] = None) -> dict[str, Path]:
-    """Local paths of the CLIP tokenizer files: the huggingface_hub cache, else a one-time download."""
-    from huggingface_hub import hf_hub_download
+def _bytes_to_unicode() -> list[str]:
+    """CLIP's printable stand-ins for the 256 byte values, in its order (openai/CLIP simple_tokenizer.py)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = printable[:], 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in chars]
 
-    found = {}
-    for name in TOKENIZER_FILES:
-        try:
-            found[name] = Path(hf_hub_download(TOKENIZER_REPO, name, token=token))
-        except Exception as err:  # offline without a cached copy, or the Hub unreachable
-            raise GenerationError(
-                f"loading a single-file checkpoint needs the CLIP tokenizer files once ({TOKENIZER_REPO}/{name}) and "
-                f"they could not be fetched ({type(err).__name__}): connect to the internet once, or put a diffusers "
-                f"config folder in {configs_root()}/<family>/ or pass config=") from None
-    return found
+
+def tokenizer_files() -> dict[str, str]:
+    """{"merges.txt": …, "vocab.json": …} of the CLIP tokenizer, from the bundled merges (no network)."""
+    try:
+        with gzip.open(CLIP_MERGES, "rt", encoding="utf-8") as fh:
+            merges_text = fh.read()
+    except OSError as err:
+        raise GenerationError(f"the bundled CLIP tokenizer ({CLIP_MERGES}) cannot be read ({err}): reinstall "
+                              f"colab_sd, or pass --config a diffusers folder with its tokenizer") from None
+    merges = merges_text.strip().split("\n")[1:]
+    symbols = _bytes_to_unicode()
+    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges] + list(_SPECIAL)
+    vocab = {token: i for i, token in enumerate(tokens)}
+    return {"merges.txt": merges_text, "vocab.json": json.dumps(vocab, ensure_ascii=False)}
 
 
 def model_index(folder: os.PathLike | str) -> dict:

@@ -68,6 +68,9 @@ def png_bytes(image, max_side: Optional[int] = None) -> bytes:
     return buf.getvalue()
 
 
+PICK_LORA = "(choose a LoRA to add)"
+
+
 class LoraRow:
     """One LoRA: its name, a weight slider, its trigger words (click: add to the prompt) and a remove button."""
 
@@ -99,7 +102,9 @@ class GalleryItem:
         self.image = widgets.Image(value=png_bytes(image, 512), format="png",
                                    layout=widgets.Layout(max_width=f"{THUMB}px", height="auto"))
         saved_line = message(f"saved: {path}" if path else "not saved", "ok" if path else "muted")
-        self.text = widgets.HTML(f"<pre style='white-space:pre-wrap;font-size:12px;margin:0'>"
+        # Wrap at spaces only (a notebook's <pre> may break anywhere, cutting numbers and hashes in two).
+        self.text = widgets.HTML(f"<pre style='white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;"
+                                 f"font-size:12px;margin:0'>"
                                  f"{_escape(parameters)}</pre>{saved_line}")
         self.widget = widgets.HBox([self.image, widgets.Box([self.text], layout=widgets.Layout(width="60%"))],
                                    layout=widgets.Layout(margin="0 0 8px 0"))
@@ -131,9 +136,9 @@ class GeneratePanel:
         self.model = widgets.Dropdown(options=[], description="Model", style=label, layout=widgets.Layout(width="520px"))
         self.vae = widgets.Dropdown(options=[AUTO_VAE], value=AUTO_VAE, description="VAE", style=label,
                                     layout=widgets.Layout(width="520px"))
-        self.lora_choice = widgets.Dropdown(options=[], description="LoRA", style=label,
-                                            layout=widgets.Layout(width="420px"))
-        self.lora_add = widgets.Button(description="Add LoRA", icon="plus")
+        # Nothing is shown picked that is not applied: choosing a LoRA adds its row (weight, remove) at once.
+        self.lora_choice = widgets.Dropdown(options=[(PICK_LORA, None)], value=None, description="LoRA",
+                                            style=label, layout=widgets.Layout(width="420px"))
         self.loras_box = widgets.VBox()
         self.embeddings_hint = widgets.HTML()
         self.prompt = widgets.Textarea(placeholder="a photo of a cat, high quality", description="Prompt",
@@ -144,6 +149,8 @@ class GeneratePanel:
         self.schedule = widgets.Dropdown(options=SCHEDULES, value=DEFAULT_SCHEDULE, description="Schedule", style=label)
         self.steps = widgets.IntSlider(value=25, min=1, max=150, description="Steps", style=label)
         self.cfg = widgets.FloatSlider(value=7.0, min=1.0, max=20.0, step=0.5, description="CFG", style=label)
+        self.clip_skip = widgets.BoundedIntText(value=1, min=1, max=12, description="Clip skip", style=label,
+                                                layout=widgets.Layout(width="180px"))
         self.size = widgets.Dropdown(options=SIZE_PRESETS["sd1"] + [CUSTOM], value=SIZE_PRESETS["sd1"][0],
                                      description="Size", style=label)
         self.width = widgets.BoundedIntText(value=512, min=64, max=4096, step=8, description="Width", style=label,
@@ -154,9 +161,12 @@ class GeneratePanel:
         self.random_seed = widgets.Button(description="Random", icon="random", tooltip="a new seed each time (-1)")
         self.reuse_seed = widgets.Button(description="Reuse last", icon="repeat", tooltip="the seed of the last image")
         self.batch = widgets.IntSlider(value=1, min=1, max=8, description="Batch", style=label)
-        self.button = widgets.Button(description="Generate", button_style="success", icon="paint-brush")
-        self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="320px"))
-        self.status = widgets.HTML()
+        # The button and bar keep their size; a long status line wraps beside them instead of squeezing them.
+        self.button = widgets.Button(description="Generate", button_style="success", icon="paint-brush",
+                                     layout=widgets.Layout(flex="0 0 auto", min_width="120px"))
+        self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0,
+                                         layout=widgets.Layout(width="320px", flex="0 0 auto"))
+        self.status = widgets.HTML(layout=widgets.Layout(flex="1 1 0", min_width="0"))
         self.preview = widgets.Image(format="png", layout=widgets.Layout(max_width="192px", height="auto"))
         self.preview_box = widgets.Box([], layout=widgets.Layout())
         self.gallery = widgets.VBox()
@@ -164,7 +174,7 @@ class GeneratePanel:
         self.model.observe(self._model_changed, names="value")
         self.sampler.observe(self._sampler_changed, names="value")
         self.size.observe(self._size_changed, names="value")
-        self.lora_add.on_click(self.add_lora)
+        self.lora_choice.observe(self._lora_picked, names="value")
         self.random_seed.on_click(lambda _: setattr(self.seed, "value", -1))
         self.reuse_seed.on_click(self.reuse_last_seed)
         self.button.on_click(self.start)
@@ -175,9 +185,9 @@ class GeneratePanel:
         self.second = SecondPassControls(self)  # hires fix, img2img / inpaint, gallery actions
         self.widget = widgets.VBox([
             self.reuse.widget,
-            self.model, self.vae, widgets.HBox([self.lora_choice, self.lora_add]), self.loras_box, self.embeddings_hint,
+            self.model, self.vae, self.lora_choice, self.loras_box, self.embeddings_hint,
             self.prompt, self.negative,
-            widgets.HBox([self.sampler, self.schedule]), widgets.HBox([self.steps, self.cfg]),
+            widgets.HBox([self.sampler, self.schedule]), widgets.HBox([self.steps, self.cfg, self.clip_skip]),
             widgets.HBox([self.size, self.width, self.height]),
             widgets.HBox([self.seed, self.random_seed, self.reuse_seed]), self.batch, self.second.widget,
             widgets.HBox([self.button, self.bar, self.status]), hint, self.preview_box, self.gallery,
@@ -203,10 +213,8 @@ class GeneratePanel:
         self.vae.options = [AUTO_VAE] + vaes
         self.vae.value = vae_current if vae_current in vaes else AUTO_VAE
         loras = [e.name for e in entries if e.kind == "lora"]
-        keep = self.lora_choice.value
-        self.lora_choice.options = loras
-        # ipywidgets 8 leaves an emptied-then-refilled Dropdown on None (7 picks the first): be explicit for both.
-        self.lora_choice.value = keep if keep in loras else (loras[0] if loras else None)
+        self.lora_choice.options = [(PICK_LORA, None)] + [(name, name) for name in loras]
+        self.lora_choice.value = None
         embeddings = [e.stem for e in entries if e.kind == "embedding"]
         self.embeddings_hint.value = message(
             "Embeddings: write their name in a prompt: " + ", ".join(embeddings) if embeddings
@@ -256,6 +264,11 @@ class GeneratePanel:
         self.loras_box.children = [r.widget for r in self.lora_rows]
         return row
 
+    def _lora_picked(self, change) -> None:
+        if change["new"] is not None:
+            self.add_lora(name=change["new"])
+            self.lora_choice.value = None  # back to the placeholder: the rows below are what is applied
+
     def remove_lora(self, row: LoraRow) -> None:
         self.lora_rows = [r for r in self.lora_rows if r is not row]
         self.loras_box.children = [r.widget for r in self.lora_rows]
@@ -275,7 +288,8 @@ class GeneratePanel:
         return {"model": self.model.value, "vae": None if self.vae.value == AUTO_VAE else self.vae.value,
                 "loras": [[r.entry.name, r.weight.value] for r in self.lora_rows], "prompt": self.prompt.value,
                 "negative_prompt": self.negative.value, "sampler": self.sampler.value, "schedule": self.schedule.value,
-                "steps": self.steps.value, "cfg": self.cfg.value, "size": self.size.value, "width": self.width.value,
+                "steps": self.steps.value, "cfg": self.cfg.value, "clip_skip": self.clip_skip.value,
+                "size": self.size.value, "width": self.width.value,
                 "height": self.height.value, "seed": self.seed.value, "batch": self.batch.value}
 
     def _apply_saved(self, data: dict) -> None:
@@ -286,7 +300,8 @@ class GeneratePanel:
         for key, widget in (("prompt", self.prompt), ("negative_prompt", self.negative)):
             if isinstance(data.get(key), str):
                 widget.value = data[key]
-        for key, widget in (("steps", self.steps), ("cfg", self.cfg), ("seed", self.seed), ("batch", self.batch),
+        for key, widget in (("steps", self.steps), ("cfg", self.cfg), ("clip_skip", self.clip_skip),
+                            ("seed", self.seed), ("batch", self.batch),
                             ("width", self.width), ("height", self.height)):
             value = data.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -314,7 +329,8 @@ class GeneratePanel:
                 "loras": [(r.name, float(r.weight.value)) for r in self.lora_rows],
                 "prompt": self.prompt.value, "negative_prompt": self.negative.value,
                 "sampler": self.sampler.value, "schedule": self.schedule.value, "steps": int(self.steps.value),
-                "cfg": float(self.cfg.value), "width": int(self.width.value), "height": int(self.height.value),
+                "cfg": float(self.cfg.value), "clip_skip": int(self.clip_skip.value),
+                "width": int(self.width.value), "height": int(self.height.value),
                 "seed": int(self.seed.value), "batch_size": int(self.batch.value),
                 "models_dir": str(self.models_dir), "outputs_dir": str(self.outputs_dir) if self.outputs_dir else None,
                 "preview_every": PREVIEW_EVERY, **self.second.fields()}
