@@ -34,12 +34,31 @@ _ALIASES = {
     "textual-inversion": "embedding", "ti": "embedding", "negative": "embedding",
     "controlnets": "controlnet", "upscalers": "upscaler", "esrgan": "upscaler",
     "text_encoders": "text_encoder", "text-encoder": "text_encoder", "clip": "text_encoder", "t5": "text_encoder",
+    "embed": "embedding",  # CivitAI's resource type in image metadata
 }
+
+# How a kind reads in a sentence ("an SDXL LoRA", "a VAE").
+KIND_LABELS = {"checkpoint": "checkpoint", "lora": "LoRA", "vae": "VAE", "embedding": "embedding",
+               "controlnet": "ControlNet", "upscaler": "upscaler", "text_encoder": "text encoder",
+               "other": "other model"}
 
 # Extensions that are model weights (listing shows these; the download engine expects binary bodies).
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
 
+
+def without_extension(name: str) -> str:
+    """`styles/film.safetensors` → `styles/film`: a model name as prompts and infotext write it."""
+    lower = name.lower()
+    return next((name[: -len(ext)] for ext in MODEL_EXTENSIONS if lower.endswith(ext)), name)
+
 SIDECAR_SUFFIX = ".json"
+
+
+def kind_of(word: Optional[str]) -> Optional[str]:
+    """The kind a word names (a kind, a plural, another tool's word such as CivitAI's "LoCon"), or None."""
+    word = str(word or "").strip().lower().replace(" ", "")
+    word = _ALIASES.get(word, word)
+    return word if word in KINDS else None
 
 
 def normalize_kind(kind: Optional[str]) -> Optional[str]:
@@ -207,11 +226,7 @@ class ModelEntry:
     @property
     def stem(self) -> str:
         """The name without its extension (how prompts refer to LoRAs and embeddings)."""
-        base = self.name.rsplit("/", 1)[-1]
-        for ext in MODEL_EXTENSIONS:
-            if base.lower().endswith(ext):
-                return base[: -len(ext)]
-        return base
+        return without_extension(self.name.rsplit("/", 1)[-1])
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "name": self.name, "path": str(self.path), "size": self.size,

@@ -142,8 +142,8 @@ def test_civitai_sidecar_meta_and_hash():
     meta = civitai.sidecar_meta(version, f, "lora")
     assert meta["base_model"] == "SDXL 1.0" and meta["trigger_words"] == ["a b", "c"]
     assert meta["civitai"]["model_id"] == 3 and meta["civitai"]["version_id"] == 7 and meta["civitai"]["file_id"] == 9
-    assert civitai.file_sha256(f) == "ab" * 32
-    assert civitai.file_sha256({"hashes": {}}) is None
+    assert civitai.listed_sha256(f) == "ab" * 32
+    assert civitai.listed_sha256({"hashes": {}}) is None
     assert civitai.scan_pending({"pickleScanResult": "Pending"}) and not civitai.scan_pending(f)
 
 

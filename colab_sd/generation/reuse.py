@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..library import MODEL_EXTENSIONS, ModelEntry, find_model, list_models, models_root
+from ..library import ModelEntry, find_model, list_models, models_root, without_extension
 from . import metadata
 from .request import GenerationRequest
 from .samplers import resolve_sampler
@@ -234,8 +234,7 @@ def _by_name(root: Path, kind: str, name: str) -> Optional[ModelEntry]:
 
 def _bare(library_name: str) -> str:
     """A library name without its model extension (`styles/film.safetensors` → `styles/film`): how tags name it."""
-    lower = library_name.lower()
-    return next((library_name[: -len(ext)] for ext in MODEL_EXTENSIONS if lower.endswith(ext)), library_name)
+    return without_extension(library_name)
 
 
 def _clean_hash(value) -> Optional[str]:

@@ -9,6 +9,7 @@ import json
 import re
 from typing import Optional
 
+from ..library import without_extension
 from .text import parse_hash_list
 
 # A1111 key → (result field, type). Everything not here goes to `extra`.
@@ -197,4 +198,4 @@ def _hex(value) -> Optional[str]:
 def _stem(name: str) -> str:
     """A ComfyUI file name (`sub/detail.safetensors`) as A1111 would name it (`detail`)."""
     base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
-    return base.rsplit(".", 1)[0] if base.lower().endswith((".safetensors", ".ckpt", ".pt", ".pth", ".bin")) else base
+    return without_extension(base)

@@ -4,6 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from ..library import KIND_LABELS
+
+from ..library import KIND_LABELS
+
 FORMATS = ("safetensors", "pickle", "gguf", "diffusers", "unknown")
 
 FAMILY_NAMES = {
@@ -14,9 +18,7 @@ FAMILY_NAMES = {
 }
 
 
-KIND_NAMES = {"checkpoint": "checkpoint", "lora": "LoRA", "vae": "VAE", "embedding": "embedding",
-              "controlnet": "ControlNet", "upscaler": "upscaler", "text_encoder": "text encoder",
-              "other": "other model"}
+KIND_NAMES = KIND_LABELS  # the library's words for its kinds
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ..civitai.client import endpoint_override as endpoint_override  # noqa: F40
 from ..civitai.client import is_civitai_host as is_civitai_host
 from ..errors import AuthError, InputError, NotFoundError
 from ..events import Info
+from ..library import kind_of
 from ..remote import RemoteFile
 from ..tokens import Token, TokenStore, remember_secret, redact_url
 
@@ -30,11 +31,6 @@ DEFAULT_ENDPOINT = "https://civitai.com"
 # The site and its mirrors; the host of $CIVITAI_ENDPOINT is added at call time.
 HOSTS = ("civitai.com", "civitai.red", "civitai.green")
 
-# CivitAI model.type → library kind (see the reference's table).
-_TYPE_KIND = {
-    "checkpoint": "checkpoint", "lora": "lora", "locon": "lora", "dora": "lora", "lycoris": "lora",
-    "vae": "vae", "textualinversion": "embedding", "controlnet": "controlnet", "upscaler": "upscaler",
-}
 # files[].type values that decide the kind whatever the model type is.
 _FILE_TYPE_KIND = {"vae": "vae", "negative": "embedding", "training data": "other", "archive": "other"}
 # Query parameters of /api/download/models/{id} that pick one file of a version.
@@ -126,7 +122,7 @@ def kind_for(model_type: Optional[str], file_type: Optional[str] = None) -> str:
     ftype = (file_type or "").strip().lower()
     if ftype in _FILE_TYPE_KIND:
         return _FILE_TYPE_KIND[ftype]
-    return _TYPE_KIND.get((model_type or "").strip().lower(), "other")
+    return kind_of(model_type) or "other"  # CivitAI's model.type words are among the library's (LoCon, DoRA…)
 
 
 def _is_model_file(f: Mapping[str, Any]) -> bool:

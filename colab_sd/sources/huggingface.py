@@ -19,6 +19,7 @@ from typing import Any, Optional
 from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import AuthError, DownloadError, InputError, NotFoundError
+from ..library import MODEL_EXTENSIONS
 from ..remote import RemoteFile
 from ..tokens import Token, TokenStore, redact, redact_url
 from .hosts import env_endpoint, on_hosts
@@ -31,7 +32,7 @@ HOSTS = ("huggingface.co", "hf.co", "hf-mirror.com")
 
 _REPO_PART = r"[A-Za-z0-9][\w.-]*"
 _SHORTHAND = re.compile(rf"^(?:hf://)?(?P<repo>{_REPO_PART}/{_REPO_PART})(?:@(?P<rev>[\w./-]+?))?(?:/(?P<path>.+))?$")
-WEIGHT_EXTENSIONS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".gguf", ".sft")
+WEIGHT_EXTENSIONS = tuple(e for e in MODEL_EXTENSIONS if e != ".onnx")  # ONNX exports are never what is wanted
 # File names that say nothing about the model: saved under the repo's name instead.
 _GENERIC = re.compile(r"^(?:diffusion_pytorch_model|pytorch_model|model|pytorch_lora_weights|adapter_model)"
                       r"(?:\.fp16|\.fp32|\.bf16)?\.(?:safetensors|bin)$", re.IGNORECASE)
