@@ -6,8 +6,6 @@ from typing import Optional
 
 from ..library import KIND_LABELS
 
-from ..library import KIND_LABELS
-
 FORMATS = ("safetensors", "pickle", "gguf", "diffusers", "unknown")
 
 FAMILY_NAMES = {
