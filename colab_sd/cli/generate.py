@@ -94,6 +94,7 @@ def run(args) -> int:
     elif not args.model or args.prompt is None:
         fail("generate needs --model and --prompt, or --from IMAGE to take them from an image")
         return EXIT_USAGE
+    _preflight(fields)
     try:
         result = generate(**fields, on_event=listener)
     finally:
@@ -104,3 +105,21 @@ def run(args) -> int:
             print(path, flush=True)
         print(f"seed {result.seed}: {len(result.paths)} image(s) with {result.model}", file=sys.stderr, flush=True)
     return 0 if result.paths or not result.cancelled else 1
+
+
+def _preflight(fields: dict) -> None:
+    """What would fail only after the model loaded and the images were made, checked first and said in CLI words."""
+    import os
+
+    from ..errors import InputError
+
+    out = fields.get("outputs_dir")
+    if out and os.path.exists(os.path.expanduser(out)) and not os.path.isdir(os.path.expanduser(out)):
+        raise InputError(f"--out {out} is a file: give a folder (the images are saved inside it)")
+    device = str(fields.get("device") or "")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: this machine has no CUDA GPU; use --device cpu, or leave --device "
+                             f"out (in Colab: Runtime → Change runtime type → GPU)")

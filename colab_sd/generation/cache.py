@@ -19,12 +19,39 @@ from typing import Callable, Optional
 
 from ..errors import InputError
 from ..events import Info
+from ..probe import FAMILY_NAMES
 from .loader import load_pipeline, load_vae, pipeline_classes, quiet_loading
 from .models import FAMILY_LABEL, Addon, ModelRef
 
 log = logging.getLogger("colab_sd.generation")
 
 MAX_ADAPTERS = 8  # loaded LoRAs kept for quick switching; the least recently used beyond this are dropped
+
+
+def check_lora(addon: Addon, ref: ModelRef) -> None:
+    """Refuse, before anything loads, a LoRA the model cannot use as the probe describes it:
+
+    - one for another family (the probe's verdict, e.g. a Flux or SD3 LoRA on an SD1/SDXL model), naming both;
+    - a LyCORIS DoRA in kohya form (`.dora_scale` keys): diffusers' loader drops the magnitude part with only a
+      log warning, so the image would silently differ from A1111's. (peft-form DoRA, `lora_magnitude_vector`,
+      is applied by peft and passes.)
+    """
+    if addon.family and addon.family != ref.family:
+        theirs = FAMILY_LABEL.get(addon.family) or FAMILY_NAMES.get(addon.family, addon.family)
+        ours = FAMILY_LABEL.get(ref.family, ref.family)
+        raise InputError(f"LoRA {addon.name} is for {theirs} but {ref.name} is {ours}: pick a LoRA made for {ours}")
+    if addon.variant == "dora" and _has_key_ending(addon.path, ".dora_scale"):
+        raise InputError(f"LoRA {addon.name} is a LyCORIS DoRA (dora_scale weights), which diffusers cannot apply "
+                         f"(it would drop the DoRA part silently): use a plain LoRA version of it")
+
+
+def _has_key_ending(path: Path, suffix: str) -> bool:
+    if path.suffix != ".safetensors":
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return any(k.endswith(suffix) for k in fh.keys())
 
 
 def adapter_name(addon: Addon) -> str:
@@ -113,9 +140,7 @@ class Entry:
     def apply_loras(self, loras: list[tuple[Addon, float]], emit: Callable) -> None:
         wanted: dict[str, float] = {}
         for addon, weight in loras:
-            if addon.family and addon.family != self.ref.family and addon.family in FAMILY_LABEL:
-                raise InputError(f"LoRA {addon.name} is for {FAMILY_LABEL[addon.family]} but {self.ref.name} is "
-                                 f"{FAMILY_LABEL[self.ref.family]}: pick a LoRA made for {FAMILY_LABEL[self.ref.family]}")
+            check_lora(addon, self.ref)
             name = adapter_name(addon)
             if self.adapters.get(name) not in (None, addon.path):
                 self._drop([name])
@@ -148,6 +173,9 @@ class Entry:
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             raise InputError(f"LoRA {addon.name} could not be applied to {self.ref.name} "
                              f"({FAMILY_LABEL[self.ref.family]}): {first}") from err
+        if name not in _adapter_list(self.pipe):  # nothing matched: it must never reach set_adapters
+            raise InputError(f"LoRA {addon.name} has no layer that matches {self.ref.name} "
+                             f"({FAMILY_LABEL[self.ref.family]}): it is for another kind of model")
         self.adapters[name] = addon.path
         emit(Info(f"LoRA {addon.name} loaded in {time.monotonic() - started:.1f}s", job=self.ref.name))
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
 from ..errors import GenerationError, InputError
 from . import configs
-from .models import ModelRef
+from .models import FAMILY_LABEL, ModelRef
 
 log = logging.getLogger("colab_sd.generation")
 
@@ -23,6 +24,22 @@ def dtype_kwarg(diffusers_version: Optional[str] = None) -> str:
 
         diffusers_version = diffusers.__version__
     return "dtype" if Version(Version(diffusers_version).base_version) >= Version("0.40.0") else "torch_dtype"
+
+
+class _NoTorchvisionNotice(logging.Filter):
+    """transformers warns, once per class, that an image processor "requires torchvision (not installed)" and
+    falls back to its PIL version. colab_sd uses no image processor (no safety checker), so on a machine
+    without torchvision the two notices (CLIP, Siglip) printed at every `import diffusers` say nothing useful."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
+def hush_torchvision_notice() -> None:
+    """Install the filter above on the transformers logger that emits the notice (idempotent, imports nothing)."""
+    logger = logging.getLogger("transformers.utils.import_utils")
+    if not any(isinstance(f, _NoTorchvisionNotice) for f in logger.filters):
+        logger.addFilter(_NoTorchvisionNotice())
 
 
 def is_oom(err: BaseException) -> bool:
@@ -128,31 +145,36 @@ def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None):
     except Exception as err:
         if is_oom(err):
             raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise GenerationError(f"could not load {ref.name} as an {ref.family.upper()} model ({first[:200]}): "
-                              f"the file may be incomplete, UNet-only or not a {ref.family.upper()} "
-                              f"checkpoint") from err
+        raise GenerationError(load_failure(ref, err, config)) from err
     _set_prediction(pipe, ref)
     pipe.set_progress_bar_config(disable=True)
     return pipe, Path(source) if os.path.isdir(source) else None
 
 
-@contextlib.contextmanager
-def clip_skip_compat(pipe, active: bool):
-    """transformers 5.6 flattened CLIPTextModel (no `.text_model`), but diffusers' SD clip-skip path still reads
-    `text_encoder.text_model.final_layer_norm`. For the duration of a clip-skip call only, point the old name at
-    the model itself, outside `_modules` (no cycle in state dicts); left in place it would mislead diffusers'
-    LoRA loader into the old key layout."""
-    encoder = getattr(pipe, "text_encoder", None)
-    patch = (active and encoder is not None and "text_model" not in encoder._modules
-             and "text_model" not in encoder.__dict__ and hasattr(encoder, "final_layer_norm"))
-    if patch:
-        object.__setattr__(encoder, "text_model", encoder)
-    try:
-        yield
-    finally:
-        if patch:
-            encoder.__dict__.pop("text_model", None)
+_SHAPE = re.compile(r"(\S+) expected shape (torch\.Size\(\[[\d, ]*\]\)), but got (torch\.Size\(\[[\d, ]*\]\))")
+_MISSING = re.compile(r"Failed to load (\w+)\. Weights for this component appear to be missing")
+
+
+def load_failure(ref: ModelRef, err: BaseException, config: Optional[str] = None) -> str:
+    """One line with the real cause of a failed load and what to do (CLI words, the API's in brackets)."""
+    label = f"{ref.name} as an {FAMILY_LABEL.get(ref.family, ref.family)} model"
+    text = " ".join(str(err).split())
+    shape = _SHAPE.search(text)
+    if shape:
+        key, expected, got = shape.groups()
+        size = lambda s: s.removeprefix("torch.Size(").removesuffix(")")  # noqa: E731
+        where = f"the config in {config}" if config else f"the {'bundled' if ref.format == 'single_file' else 'folder'} config"
+        return (f"could not load {label}: its weights do not fit {where} ({key} is {size(got)}, the config says "
+                f"{size(expected)}), so it is a pruned or custom-size model: pass --config a diffusers folder made "
+                f"for it (config= in Python)")
+    missing = _MISSING.search(text)
+    if missing:
+        return (f"could not load {label}: the file has no {missing.group(1)} weights (a UNet-only or partial "
+                f"checkpoint): use a full checkpoint, or a diffusers folder")
+    if isinstance(err, (EOFError,)) or "incomplete" in text.lower() or "unexpected end" in text.lower():
+        return f"could not load {label}: the file is cut short ({text[:160]}): download it again"
+    first = text[:240] or type(err).__name__
+    return f"could not load {label}: {type(err).__name__}: {first}"
 
 
 def _set_prediction(pipe, ref: ModelRef) -> None:

@@ -126,11 +126,23 @@ class GenerationRequest:
         if self.init_image is not None and isinstance(self.init_image, (str, os.PathLike)):
             if not os.path.isfile(self.init_image):
                 raise InputError(f"init image not found: {self.init_image}")
+        if self.save and self.outputs_dir:
+            _check_folder(self.outputs_dir)
         prediction = "v_prediction" if self.prediction == "v" else (self.prediction or None)
         return dataclasses.replace(self, steps=steps, cfg=cfg, width=width, height=height, seed=seed,
                                    batch_size=batch_size, batch_count=batch_count, clip_skip=clip_skip,
                                    strength=strength, preview_every=preview_every, loras=specs,
                                    embeddings=embeddings, prediction=prediction)
+
+
+def _check_folder(folder) -> None:
+    """The outputs folder, or the nearest folder above it that exists, must be a folder: checked before a model
+    loads, not when the first image is saved."""
+    path = os.path.abspath(os.path.expanduser(str(folder)))
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise InputError(f"outputs folder {folder} cannot be made: {path} is a file, not a folder")
 
 
 def _int(label: str, value, low: int, high: int) -> int:
