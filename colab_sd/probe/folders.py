@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 from .dit import folder_variant
+from .keys import Verdict, width_family
 from .result import FAMILY_NAMES, Probe, unknown
-from .rules import Verdict, width_family
 
 _PIPELINE_FAMILIES = {
     "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",
