@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "colab_sd" / "_version.py").read_text()).group(1)
@@ -42,7 +42,9 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["colab_sd", "colab_sd.*"]),
+    # The bundled diffusers config folders are data-only packages: listing them (namespace packages) is what keeps
+    # setuptools from warning about each one on every install.
+    packages=find_namespace_packages(include=["colab_sd", "colab_sd.*"], exclude=["*.__pycache__"]),
     include_package_data=True,
     package_data={"colab_sd": ["generation/configs/**/*"]},
     install_requires=CORE,
