@@ -282,3 +282,88 @@ def _whoami(h, token: str) -> None:
     h.send_header("Content-Length", str(len(body)))
     h.end_headers()
     h.wfile.write(body)
+
+
+# ---------------------------------------------------------------------------------------------- CivitAI tab
+
+
+def test_civitai_search_open_download_recreate(lab, civitai_accounts, page, tiny):
+    """From the CivitAI tab alone: find a LoRA, open it, download it, recreate one of its images, generate."""
+    from fakes.civitai import FakeCivitai, FakeFile
+    from fakes.civitai_catalog import FakeImage
+
+    site = FakeCivitai().start()  # its API answers on the lab's CIVITAI_ENDPOINT host (routes below)
+    try:
+        with evidence_on_failure(page, "civitai"):
+            _civitai_loop(lab, civitai_accounts, page, tiny, site, FakeFile, FakeImage)
+    finally:
+        site.stop()
+
+
+def _civitai_loop(lab, civitai_accounts, page, tiny, site, FakeFile, FakeImage):
+    ckpt = (tiny / "checkpoint" / "tiny-sd1.safetensors").read_bytes()
+    lora = (tiny / "lora" / "tiny-kohya.safetensors").read_bytes()
+    meta = {"prompt": "a paper lantern, tinystyle", "negativePrompt": "blurry", "steps": 2, "cfgScale": 5, "seed": 7,
+            "Size": "128x128", "sampler": "Euler a",
+            "civitaiResources": [{"type": "checkpoint", "modelVersionId": 1101},
+                                 {"type": "lora", "weight": 0.6, "modelVersionId": 1201}]}
+    site.add_version(model_id=11, version_id=1101, model_name="Tiny Checkpoint", model_type="Checkpoint",
+                     files=[FakeFile(11001, "tiny_ckpt.safetensors", ckpt)])
+    site.add_version(model_id=12, version_id=1201, model_name="Tiny Lantern Style", model_type="LORA",
+                     downloads=900, trained_words=["tinystyle"],
+                     images=[FakeImage(5001, meta=meta, width=128, height=128), FakeImage(5002, level=8)],
+                     files=[FakeFile(12001, "tiny_lantern.safetensors", lora)])
+    for n in range(3):
+        site.add_version(model_id=20 + n, version_id=2001 + n, model_name=f"Tiny Filler {n}", model_type="LORA",
+                         downloads=n, files=[FakeFile(2100 + n, f"filler_{n}.safetensors", lora[:-1] + bytes([n]))])
+    for path in ("/api/v1/models", "/api/v1/images", "/api/v1/model-versions/1101", "/api/v1/model-versions/1201",
+                 "/api/download/models/1101", "/api/download/models/1201"):
+        civitai_accounts.route(path, Route(handler=site.dispatch))
+
+    if not output(page).locator(".lm-TabBar-tab", has_text="CivitAI").count():  # run alone: open the app first
+        page.goto(f"{lab['url']}/lab/tree/colab_sd.ipynb?token={lab['token']}")
+        page.wait_for_selector(".jp-Notebook .jp-CodeCell")
+        run_the_cell(page)
+        output(page).locator(".lm-TabBar-tab", has_text="CivitAI").wait_for(timeout=180_000)
+    out = output(page)
+    open_tab(page, "CivitAI")
+    out.locator("input[placeholder^='search CivitAI']").fill("tiny")
+    out.locator("select:visible").first.select_option(label="LoRA")
+    out.locator("button:visible", has_text="Search").first.click()
+    out.get_by_text("4 models").wait_for(timeout=60_000)
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output img')].filter(i => "
+                           "i.naturalWidth >= 300).length >= 4")
+    shot(page, "08-civitai-search")
+    assert out.get_by_text("Tiny Lantern Style").count() and "⬇ 900" in out.inner_text()
+
+    out.locator("button:visible", has_text="Open").first.click()
+    out.get_by_text("Trigger words:").wait_for()
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output img')].filter(i => "
+                           "i.naturalWidth === 450).length >= 1")
+    out.get_by_text("1 preview above the content level not shown").wait_for()
+    out.locator("button:visible", has_text="Recreate").first.scroll_into_view_if_needed()
+    shot(page, "09-civitai-model")
+
+    out.locator("button:visible", has_text="Download").first.click()
+    out.get_by_text("saved: tiny_lantern.safetensors").wait_for(timeout=60_000)
+    shot(page, "10-civitai-downloaded")
+    assert (lab["models"] / "lora" / "tiny_lantern.safetensors").read_bytes() == lora
+    assert (lab["models"] / "lora" / "tiny_lantern.safetensors.preview.jpeg").is_file()
+
+    out.locator("button:visible", has_text="Recreate").first.click()
+    visible = lambda kind, label: out.locator(f".{kind}:visible", has_text=label).first  # noqa: E731
+    visible("widget-textarea", "Prompt").locator("textarea").wait_for(timeout=120_000)
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output textarea')].some(t => "
+                           "t.value === 'a paper lantern, tinystyle')", timeout=120_000)
+    assert visible("widget-text", "Seed").locator("input").input_value() == "7"
+    assert visible("widget-dropdown", "Sampler").locator("select").input_value() == "Euler a"
+    visible("widget-textarea", "Prompt").scroll_into_view_if_needed()
+    shot(page, "11-recreate-filled")
+    out.locator("button:visible", has_text="Generate").first.click()
+    out.get_by_text("✓ 1 image · seed 7").wait_for(timeout=120_000)
+    out.locator(".widget-image:visible").first.scroll_into_view_if_needed()
+    shot(page, "12-recreated-image")
+    assert "a paper lantern, tinystyle" in out.inner_text()
+    # The token (if the Tokens panel holds one) reached the API only as a header; the CDN never saw credentials.
+    assert site.cdn.auth_seen == 0 and site.cdn.requests
+    assert all("token=" not in r["full_path"] for r in civitai_accounts.requests + site.cdn.requests)

@@ -58,7 +58,7 @@ def run(args) -> int:
         return EXIT_OK
     for card, link in rows:
         base = ", ".join(card.base_models[:2]) or "?"
-        print(f"{card.type:<16} {base:<16} ⬇{card.downloads:<8} 👍{card.thumbs_up:<6} {card.name}")
+        print(f"{card.type:<16} {base:<16} ⬇{card.downloads:<8} ♥{card.thumbs_up:<6} {card.name}")
         print(f"{'':<16} {link}")
     if page.next_cursor:
         print(f"more: colab-sd search {_quoted(args.query)} … --cursor {page.next_cursor}", file=sys.stderr)

@@ -61,8 +61,11 @@ class App:
         from .civitai_recreate import fill_generate
 
         left = fill_generate(self.generate, result, self.library.refresh())
-        if left:
-            log.info("recreate: not set in the Generate panel: %s", ", ".join(left))
+        missing = [r.line() for r in result.missing] + [f"not set: {item}" for item in left]
+        ready = len(result.resources) - len(result.missing)
+        self.generate.status.value = message(f"filled from {result.source}: {ready} of {len(result.resources)} "
+                                             "resources ready" + (" · " + "; ".join(missing) if missing else "")
+                                             + " · press Generate", "warn" if missing else "info")
         self.show("Generate")
 
     def show(self, tab: str) -> None:

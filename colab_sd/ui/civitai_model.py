@@ -54,7 +54,7 @@ class ModelView:
         creator = (model.get("creator") or {}).get("username") or "?"
         self.title.value = (f"<h3 style='margin:4px 0'>{escape(str(model.get('name')))}</h3>"
                             + message(f"{model.get('type')} by {creator} · ⬇ {stats.get('downloadCount', 0)} · "
-                                      f"👍 {stats.get('thumbsUpCount', 0)} · {base}/models/{model.get('id')}"))
+                                      f"♥ {stats.get('thumbsUpCount', 0)} · {base}/models/{model.get('id')}"))
         versions = list(model.get("modelVersions") or [])
         self.version.options = [(f"{v.get('name')} · {v.get('baseModel')}", i) for i, v in enumerate(versions)]
         self.widget.layout.display = ""

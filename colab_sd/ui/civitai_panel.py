@@ -45,7 +45,7 @@ class Card:
                                                  if card.hidden_images else message("no preview"))
         self.text = widgets.HTML(
             f"<div style='width:{CARD_WIDTH}px;font-size:12px;line-height:1.3'><b>{escape(card.name)}</b><br>"
-            f"{escape(card.type)} · {escape(base)}<br>⬇ {card.downloads} · 👍 {card.thumbs_up}{rating}{hidden}</div>")
+            f"{escape(card.type)} · {escape(base)}<br>⬇ {card.downloads} · ♥ {card.thumbs_up}{rating}{hidden}</div>")
         self.button = widgets.Button(description="Open", icon="folder-open",
                                      layout=widgets.Layout(width=f"{CARD_WIDTH}px"))
         self.button.on_click(lambda _: open_(self))
