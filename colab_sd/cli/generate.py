@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import from_image
+from . import from_image, second_pass
 from .common import EXIT_USAGE, fail
 
 from ..generation.samplers import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, SAMPLERS, SCHEDULES
@@ -42,6 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dir", dest="models_dir", help="models root (default: $COLAB_SD_HOME, /content/models in Colab, ./models)")
     p.add_argument("--out", dest="outputs_dir", help="outputs folder (default: $COLAB_SD_OUTPUTS, /content/outputs in Colab, ./outputs)")
     p.add_argument("--json", action="store_true", help="print one JSON event per line on stdout")
+    second_pass.add_arguments(p)  # --hires-*, --mask, --mask-blur, --inpaint-area, --masked-content, --resize-mode
     from_image.mark_defaults(p)  # keep last: it marks every default above so that --from knows what was given
     p.set_defaults(handler=run)
     return p
@@ -88,7 +89,7 @@ def run(args) -> int:
                   clip_skip=args.clip_skip, loras=args.lora, embeddings=args.embedding, vae=args.vae,
                   init_image=args.init, strength=args.strength, prediction=args.prediction,
                   config=args.config, device=args.device, dtype=args.dtype, low_vram=args.low_vram,
-                  models_dir=args.models_dir, outputs_dir=args.outputs_dir)
+                  models_dir=args.models_dir, outputs_dir=args.outputs_dir, **second_pass.fields(args))
     if args.from_image:
         fields = from_image.apply(args.from_image, fields, args.models_dir, listener)
     elif not args.model or args.prompt is None:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from .._version import __version__
 from ..errors import GenerationError, InputError
 from ..events import Completed, Info, StepProgress, guard
-from . import metadata
+from . import metadata, passes
 from .cache import CACHE, free_memory
 from .loader import is_oom, pick_device, pick_dtype
 from .models import FAMILY_LABEL, ModelRef, embedding_names, resolve_addon, resolve_model
@@ -71,6 +71,8 @@ class _Job:
     seeds: list = field(default_factory=list)
     texts: list = field(default_factory=list)
     cancelled: bool = False
+    second: Any = None  # passes.SecondPass: hires fix, inpaint mask, resize mode
+    entry: Any = None  # the cache entry the passes run on
     pipeline_seconds: float = 0.0  # inside diffusers' pipeline calls (the rest is colab_sd's own work)
 
 
@@ -174,14 +176,16 @@ def _plan(req: GenerationRequest, emit: Callable) -> _Job:
     mentioned = [name for name in sorted(words(prompt + " " + negative)) if name in known]
     embedding_addons = [resolve_addon("embedding", name, req.models_dir)
                         for name in dict.fromkeys(list(req.embeddings) + mentioned)]
-    init_image = _load_init_image(req.init_image, req.width, req.height) if req.init_image is not None else None
+    init_image = passes.load_init_image(req) if req.init_image is not None else None
     width = init_image.width if init_image is not None else (req.width or ref.native_size)
     height = init_image.height if init_image is not None else (req.height or ref.native_size)
     seed = req.seed if req.seed >= 0 else secrets.randbelow(2**32)
     req = req.replace(seed=seed, width=width, height=height)
+    second = passes.plan(req, ref, init_image, width, height, emit)
     emit(Info(f"seed {seed}", job=ref.name))
     return _Job(req=req, ref=ref, sampler=sampler, schedule=schedule, prompt=prompt, negative=negative, cfg=cfg,
-                loras=lora_addons, vae=vae_addon, embeddings=embedding_addons, init_image=init_image, emit=emit)
+                loras=lora_addons, vae=vae_addon, embeddings=embedding_addons, init_image=init_image, emit=emit,
+                second=second)
 
 
 def _composable(prompt: str, cfg: float) -> tuple[str, float]:
@@ -220,7 +224,8 @@ def _prepare(job: _Job, entry) -> tuple[Any, dict]:
     entry.apply_vae(job.vae)
     entry.apply_loras(job.loras, job.emit)
     job.embeddings = entry.apply_embeddings(job.embeddings, job.emit, set(req.embeddings))
-    pipe = entry.img2img() if job.init_image is not None else entry.pipe
+    job.entry = entry
+    pipe = passes.pipeline(job, entry)
     pipe.scheduler = make_scheduler(job.sampler, job.schedule, entry.scheduler_config)
     positive, negative = _encode(job, pipe)
     sdxl = job.ref.family == "sdxl"
@@ -268,7 +273,7 @@ def _run_batch(job: _Job, pipe, fixed: dict, batch: int, base_params: dict, devi
     try:
         call_started = time.perf_counter()
         with torch.inference_mode():
-            output = pipe(**call)
+            output = passes.run(job, job.entry, pipe, call)
         job.pipeline_seconds += time.perf_counter() - call_started
     except Exception as err:
         if not is_oom(err):
@@ -328,7 +333,7 @@ def _parameters(job: _Job) -> dict:
         "Model": ref.name,
         "VAE hash": metadata.autov2(job.vae.path) if job.vae else None,
         "VAE": job.vae.path.name if job.vae else None,
-        "Denoising strength": req.strength if job.init_image is not None else None,
+        **passes.parameters(job),  # Denoising strength, Hires …, Mask blur, Masked content, Inpaint area
         "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
         "Lora hashes": lora_hashes,
         "TI hashes": ti_hashes,

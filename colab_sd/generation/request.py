@@ -44,6 +44,24 @@ class GenerationRequest:
     clip_skip: int = 1
     init_image: Any = None  # a path or a PIL image: img2img
     strength: float = 0.75
+    resize_mode: Any = 0  # A1111's: 0 Just resize, 1 Crop and resize, 2 Resize and fill, 3 Just resize (latent upscale)
+    # inpainting (with init_image): white = repaint; see generation/inpaint.py
+    mask: Any = None  # a path, a PIL image or a float array
+    mask_blur: int = 4
+    inpaint_area: str = "whole"  # "whole" (Whole picture) or "masked" (Only masked)
+    inpaint_padding: int = 32  # Masked area padding, px
+    masked_content: str = "original"  # "original", "fill", "latent-noise", "latent-nothing"
+    # hires fix (txt2img): any of scale / resize / upscaler / steps turns it on; see generation/hires.py
+    hires_scale: Optional[float] = None  # Upscale by (2 when hires is on without it)
+    hires_resize_width: Optional[int] = None  # Resize width to (0/None: by scale)
+    hires_resize_height: Optional[int] = None
+    hires_upscaler: Optional[str] = None  # "Latent" (default), another latent mode, Lanczos, or an upscaler/ model
+    hires_steps: Optional[int] = None  # 0/None: the first pass's steps
+    hires_denoise: Optional[float] = None  # Denoising strength of the hires pass (0.7)
+    hires_sampler: Optional[str] = None  # None: the first pass's
+    hires_prompt: str = ""  # "": the first pass's
+    hires_negative_prompt: str = ""
+    hires_cfg: Optional[float] = None  # None: the first pass's CFG scale
     # where things are and how to run
     models_dir: Optional[str] = None
     outputs_dir: Optional[str] = None
@@ -65,8 +83,9 @@ class GenerationRequest:
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("on_event", "cancel", "tokens")}
         data["loras"] = [dataclasses.asdict(LoraSpec.parse(x)) for x in self.loras]
-        if data["init_image"] is not None and not isinstance(data["init_image"], (str, os.PathLike)):
-            data["init_image"] = "<image>"
+        for key in ("init_image", "mask"):
+            if data[key] is not None and not isinstance(data[key], (str, os.PathLike)):
+                data[key] = "<image>"
         return data
 
     @classmethod
@@ -75,7 +94,8 @@ class GenerationRequest:
         names = {f.name for f in dataclasses.fields(cls)}
         aliases = {"negative": "negative_prompt", "cfg_scale": "cfg", "guidance_scale": "cfg", "n": "batch_count",
                    "num_inference_steps": "steps", "image": "init_image", "lora": "loras", "scheduler": "sampler",
-                   "schedule_type": "schedule", "denoising_strength": "strength"}
+                   "schedule_type": "schedule", "denoising_strength": "strength", "mask_image": "mask",
+                   "hires_denoising_strength": "hires_denoise", "hires_upscale": "hires_scale"}
         fixed = {}
         for key, value in fields.items():
             key = aliases.get(key, key)
@@ -126,12 +146,17 @@ class GenerationRequest:
         if self.init_image is not None and isinstance(self.init_image, (str, os.PathLike)):
             if not os.path.isfile(self.init_image):
                 raise InputError(f"init image not found: {self.init_image}")
+        if self.mask is not None and isinstance(self.mask, (str, os.PathLike)) and not os.path.isfile(self.mask):
+            raise InputError(f"mask not found: {self.mask}")
+        mask_blur = _int("mask blur", self.mask_blur, 0, 64)
+        inpaint_padding = _int("masked area padding", self.inpaint_padding, 0, 1024)
         if self.save and self.outputs_dir:
             _check_folder(self.outputs_dir)
         prediction = "v_prediction" if self.prediction == "v" else (self.prediction or None)
         return dataclasses.replace(self, steps=steps, cfg=cfg, width=width, height=height, seed=seed,
                                    batch_size=batch_size, batch_count=batch_count, clip_skip=clip_skip,
                                    strength=strength, preview_every=preview_every, loras=specs,
+                                   mask_blur=mask_blur, inpaint_padding=inpaint_padding,
                                    embeddings=embeddings, prediction=prediction)
 
 
