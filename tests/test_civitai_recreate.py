@@ -125,7 +125,7 @@ def test_jpeg_with_parameters_in_exif(gallery, civitai, models, tmp_path):
 
 
 def test_bad_sources_are_one_line(models, tmp_path):
-    from colab_sd.errors import InputError, NotFoundError
+    from colab_sd.errors import InputError
 
     with pytest.raises(InputError, match="not a CivitAI image page, an image URL or an image file"):
         recreate(str(tmp_path / "nope.png"), models)

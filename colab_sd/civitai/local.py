@@ -53,6 +53,31 @@ def save_preview(model_path, version: Mapping[str, Any], max_level: int = PREVIE
     return target
 
 
+def fetch_with_preview(version: Mapping[str, Any]):
+    """A RemoteFile fetcher for a CivitAI file: the engine's fetch, then the version's preview saved beside the
+    file (best effort, no credentials; an existing preview is kept)."""
+
+    def fetcher(remote, dest, *, name=None, on_event=None, cancel=None, options=None, job=None):
+        import dataclasses
+
+        from ..events import Info
+        from ..transfer import fetch
+
+        result = fetch(dataclasses.replace(remote, fetcher=None), dest, name=name, on_event=on_event, cancel=cancel,
+                       options=options, job=job)
+        if preview_path(result.path) is None:
+            try:
+                saved = save_preview(result.path, version)
+            except Exception as err:  # a preview is a nicety: the model is what was asked for
+                log.info("no preview for %s: %s", result.path, err)
+            else:
+                if saved is not None and on_event is not None:
+                    on_event(Info(f"preview saved: {saved.name}", job=job))
+        return result
+
+    return fetcher
+
+
 def sidecar_fields(version: Mapping[str, Any], digest: str) -> dict:
     """What `identify` records for a file CivitAI knows (the same fields a CivitAI download writes)."""
     from ..sources import civitai as source

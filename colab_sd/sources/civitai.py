@@ -7,7 +7,6 @@ the token as a Bearer header that only the CivitAI host ever sees.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -16,10 +15,10 @@ from typing import Any, Mapping, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..civitai.client import BAD_TOKEN, NEEDS_TOKEN, Client
+from ..civitai.local import fetch_with_preview
 from ..civitai.client import endpoint_override as endpoint_override  # noqa: F401 (part of this module's face)
 from ..civitai.client import is_civitai_host as is_civitai_host
 from ..errors import AuthError, InputError, NotFoundError
-from ..events import Info
 from ..library import kind_of
 from ..remote import RemoteFile
 from ..tokens import Token, TokenStore, remember_secret, redact_url
@@ -378,30 +377,8 @@ def resolve(url: str, tokens: Optional[TokenStore] = None, *, notes: Optional[li
         kind=kind,
         meta=sidecar_meta(version, f, kind),
         explain=make_explain(label, token, _deadline({"deadline": early}) if early else None),
-        fetcher=_fetch_with_preview(version),
+        fetcher=fetch_with_preview(version),
     )
-
-
-def _fetch_with_preview(version: Mapping[str, Any]):
-    """The engine's fetch, then the version's preview image saved beside the file (best effort, no token)."""
-
-    def fetcher(remote: RemoteFile, dest, *, name=None, on_event=None, cancel=None, options=None, job=None):
-        from ..civitai.local import preview_path, save_preview
-        from ..transfer import fetch
-
-        result = fetch(dataclasses.replace(remote, fetcher=None), dest, name=name, on_event=on_event, cancel=cancel,
-                       options=options, job=job)
-        if preview_path(result.path) is None:
-            try:
-                saved = save_preview(result.path, version)
-            except Exception as err:  # a preview is a nicety: the model is what was asked for
-                log.info("no preview for %s: %s", result.path, err)
-            else:
-                if saved is not None and on_event is not None:
-                    on_event(Info(f"preview saved: {saved.name}", job=job))
-        return result
-
-    return fetcher
 
 
 # ---------------------------------------------------------------------------------------------- identify
