@@ -81,6 +81,23 @@ def test_content_level_is_decided_per_image(shelf):
         SearchQuery.build("x", level="spicy")
 
 
+def test_image_meta_shapes(shelf):
+    """`meta` is null unless asked for; nested `{id, meta}` without flatMeta; flat with it (civitai PR #2395/#2423)."""
+    from colab_sd.civitai.meta import from_meta
+
+    meta = {"prompt": "lanterns", "seed": 5, "civitaiResources": [{"type": "lora", "modelVersionId": 1001}]}
+    shelf.add_image(FakeImage(9901, meta=meta), 1001)
+    client = Client()
+    bare, _ = client.images([("imageId", 9901)])
+    nested, _ = client.images([("imageId", 9901), ("withMeta", "true")])
+    flat, _ = client.images([("imageId", 9901), ("withMeta", "true"), ("flatMeta", "true")])
+    assert bare["items"][0]["meta"] is None and bare["items"][0]["nsfwLevel"] == "None"
+    assert nested["items"][0]["meta"] == {"id": 9901, "meta": meta} and flat["items"][0]["meta"] == meta
+    for item in (nested, flat):
+        got = from_meta(item["items"][0]["meta"])
+        assert got.fields["seed"] == 5 and got.resources[0].version_id == 1001
+
+
 def test_empty_page_with_a_cursor_is_followed(shelf):
     shelf.empty_pages = 2  # civitai #1848: empty items, yet a nextCursor
     page = search(Client(), SearchQuery.build("paper lantern"))

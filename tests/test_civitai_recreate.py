@@ -104,6 +104,19 @@ def test_missing_metadata_and_mature_images(gallery, models):
     assert any("not downloaded" in (r.why or "") for r in mature.resources)
 
 
+def test_meta_without_civitai_resources_is_resolved_by_hash(gallery, civitai, models):
+    """An A1111 upload: no civitaiResources, only `Model hash` and `hashes` (AutoV2, one with 0x) in its meta."""
+    meta = {"prompt": "a tiny barn <lora:old_name:0.9>", "steps": 2, "seed": 11, "Size": "64x64",
+            "sampler": "DPM++ 2M Karras", "Model": "something_else", "Model hash": _autov2(gallery["ckpt"]).lower(),
+            "hashes": {"model": _autov2(gallery["ckpt"]), "lora:old_name": "0x" + _autov2(gallery["lora"])}}
+    civitai.add_image(FakeImage(5010, meta=meta), 1201)
+    result = recreate("https://civitai.com/images/5010", models)
+    assert {(r.role, r.status) for r in result.resources} == {("checkpoint", "downloaded"), ("lora", "downloaded")}
+    assert result.request["loras"] == [("tiny_style", 0.9)]  # the tag's name was old_name; the file is tiny_style
+    assert (result.request["sampler"], result.request["schedule"]) == ("DPM++ 2M", "Karras")
+    assert len(civitai.hits("/api/v1/model-versions/by-hash/")) == 2
+
+
 def test_jpeg_with_parameters_in_exif(gallery, civitai, models, tmp_path):
     text = ("a tiny house <lora:tiny_style:0.8>\nNegative prompt: blurry\nSteps: 2, Sampler: DPM++ 2M, "
             "Schedule type: Karras, CFG scale: 6, Seed: 99, Size: 64x64, "

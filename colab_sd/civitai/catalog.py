@@ -148,7 +148,12 @@ class Page:
 
 
 def search(client: Client, query: SearchQuery, link: Optional[str] = None) -> Page:
-    """One page of results; empty pages that still carry a cursor are followed a few times (civitai #1848)."""
+    """One page of results; empty pages that still carry a cursor are followed a few times (civitai #1848).
+
+    Above PG-13 civitai.red is asked first when no link says otherwise: it is the site that shows those levels, and
+    in April 2026 civitai.com's API briefly hid them."""
+    if link is None and query.level > levels.PG13:
+        link = "https://civitai.red/"
     current = query
     for _ in range(MORE_EMPTY_PAGES + 1):
         data, base = client.models(current.params(), link=link)
