@@ -182,6 +182,19 @@ def test_rate_limit_and_outages(shelf, monkeypatch):
         Client().version(999)
 
 
+def test_no_wait_before_the_first_request(shelf, monkeypatch):
+    """Issue 13 B6: every metadata call used to sleep 0.5 s before asking; only a retry may wait now."""
+    from colab_sd.sources import metadata
+
+    def no_sleep(seconds):
+        raise AssertionError(f"slept {seconds} s before a first request")
+
+    monkeypatch.setattr(client_module.time, "sleep", no_sleep)
+    assert Client().version(1001)[0]["id"] == 1001
+    assert metadata.get_json(f"{shelf.base}/api/v1/model-versions/2001", service="CivitAI", missing="gone",
+                             auth_error=RuntimeError("auth"))["id"] == 2001
+
+
 def test_token_only_in_the_header_to_api_hosts_never_to_the_cdn(shelf):
     client = Client(_tokens())
     page = search(client, SearchQuery.build("paper"))
