@@ -174,18 +174,6 @@ def test_refuses_families_it_cannot_run(library, tmp_path):
         run(model=str(library / "lora" / "tiny-kohya.safetensors"), prompt="a cat")
 
 
-def test_refuses_an_inpainting_checkpoint(library, tmp_path):
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(str(library / "checkpoint" / "tiny-sd1.safetensors"))
-    key = "model.diffusion_model.input_blocks.0.0.weight"
-    state[key] = torch.zeros(state[key].shape[0], 9, *state[key].shape[2:], dtype=state[key].dtype)
-    path = tmp_path / "tiny-inpainting.safetensors"
-    save_file(state, str(path))
-    with pytest.raises(InputError, match="inpaint"):
-        run(model=str(path), prompt="a cat")
-
-
 # ---------------------------------------------------------------------------------------------- cache
 
 

@@ -128,6 +128,10 @@ def _variant(folder: Path) -> Optional[str]:
 def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None):
     """(pipeline, config source folder) for a resolved model; nothing is fetched for local files."""
     cls, _ = pipeline_classes(ref.family)
+    if ref.variant == "inpaint":  # a 9-channel UNet: the family's inpaint pipeline (generation/inpaint.py)
+        from .inpaint import inpaint_class, nine_channel_unet
+
+        cls = inpaint_class(ref.family)
     kw = {dtype_kwarg(): dtype}
     extra = {"safety_checker": None, "requires_safety_checker": False} if ref.family != "sdxl" else {}
     try:
@@ -135,6 +139,8 @@ def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None):
             if ref.format == "single_file":
                 source = single_file_config(ref, config)
                 local = os.path.isdir(source)
+                if ref.variant == "inpaint":
+                    extra["unet"] = nine_channel_unet(ref.path, source, local, kw)
                 pipe = cls.from_single_file(str(ref.path), config=source, local_files_only=local, **kw, **extra)
             else:
                 source = str(ref.path)

@@ -41,6 +41,7 @@ class ModelRef:
     zero_snr: bool = False  # trained with zero terminal SNR (v-pred SDXL fine-tunes such as NoobAI)
     reasons: tuple = ()
     meta: dict = field(default_factory=dict, compare=False)
+    variant: Optional[str] = None  # the family's variant (Flux "schnell", Z-Image "base"…), see families.variants
 
     @property
     def native_size(self) -> int:
@@ -134,7 +135,7 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
         named = _probe.FAMILY_NAMES.get(family, family) if family else "an unknown model family"
         raise InputError(f"{label} is {named}; colab_sd generates with SD1.x, SD2.x and SDXL checkpoints "
                          f"(Pony, Illustrious and other SDXL fine-tunes included) for now")
-    if found.variant in ("inpaint", "instruct-pix2pix", "playground-v2.5", "edm-v-prediction"):
+    if found.variant in ("instruct-pix2pix", "playground-v2.5", "edm-v-prediction"):
         raise InputError(f"{label} is an {FAMILY_LABEL[family]} {found.variant} model; colab_sd generates with "
                          f"plain text-to-image checkpoints for now: choose another model")
     meta = read_sidecar(path) if path.exists() else {}
@@ -146,7 +147,8 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
     if "huggingface" in path.parts or "snapshots" in path.parts or _from_hub(model, path):
         stem = str(model).strip()
     return ModelRef(name=stem, path=path, format="diffusers" if path.is_dir() else "single_file", family=family,
-                    prediction=pred, zero_snr=zero_snr, reasons=tuple(found.reasons) + (why,), meta=meta)
+                    prediction=pred, zero_snr=zero_snr, reasons=tuple(found.reasons) + (why,), meta=meta,
+                    variant="inpaint" if found.variant == "inpaint" else None)  # 9-channel UNet: passes.py
 
 
 def _prediction(family: str, found, meta: dict, path: Path, override: Optional[str]) -> tuple[str, bool, str]:
