@@ -30,14 +30,8 @@ def library(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def offline(library, monkeypatch, tmp_path):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(library / "_configs"))
-    monkeypatch.setenv("COLAB_SD_HOME", str(library))
-    monkeypatch.setenv("COLAB_SD_OUTPUTS", str(tmp_path / "outputs"))
+def _offline(offline):
+    """Every test here runs offline (conftest.offline)."""
 
 
 def cli(*args, capsys) -> tuple[int, list[Path], str]:
@@ -120,7 +114,7 @@ def test_matching_by_hash_first_then_name(library, renamed):
     lora_v3 = metadata.lora_hash(library / "lora" / "tiny-kohya.safetensors")  # what A1111 writes
     ti_hash = metadata.embedding_hash(library / "embedding" / "tiny-emb.safetensors")
     vae_hash = metadata.autov2(library / "vae" / "tiny-vae.safetensors")
-    text = (f"a cat <lora:tiny-kohya:0.7>, tiny-emb\nNegative prompt: <lora:gone:1> blurry\n"
+    text = (f"a cat <lora:tiny-kohya:0.7>, tiny-emb<lora:gone:1>\nNegative prompt: <lora:tiny-kohya:1> blurry\n"
             f"Steps: 3, Sampler: DPM++ 2M Karras, CFG scale: 5, Seed: 9, Size: 64x64, Model hash: {model_hash}, "
             f"Model: tiny-sd1, VAE hash: {vae_hash}, VAE: tiny-vae.safetensors, Clip skip: 2, "
             f'Lora hashes: "tiny-kohya: {lora_v3}, gone: ffffffffffff", TI hashes: "tiny-emb: {ti_hash}"')
@@ -130,8 +124,8 @@ def test_matching_by_hash_first_then_name(library, renamed):
     plan = request_from_parameters(from_text(text), renamed)
     fields = plan.fields
     assert fields["model"] == "my-model.safetensors" and fields["vae"] == "clear.safetensors"
-    assert fields["prompt"] == "a cat <lora:styles/grainy:0.7>, tiny-emb"
-    assert fields["negative_prompt"] == " blurry"  # a missing LoRA's tag is taken out, and named
+    assert fields["prompt"] == "a cat <lora:styles/grainy:0.7>, tiny-emb"  # a missing LoRA's tag goes (named below)
+    assert fields["negative_prompt"] == "<lora:tiny-kohya:1> blurry"  # text there, as A1111 reads it
     assert (fields["sampler"], fields["schedule"], fields["steps"], fields["cfg"], fields["clip_skip"]) == \
         ("DPM++ 2M", "Karras", 3, 5.0, 2)
     assert [(r.kind, r.found, r.how) for r in plan.resources] == [

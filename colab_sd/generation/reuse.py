@@ -83,7 +83,8 @@ def request_from_parameters(params: dict, models_dir=None, *, compute_hashes: bo
 
     Only fields the image gives are set (the request's defaults stand for the rest); LoRA tags in the prompt are
     renamed to the library's file when it was found under another name, and removed (and named in `missing`)
-    when it is not there. Raises nothing for odd values: they become `notes`.
+    when it is not there; the negative prompt is kept as written (A1111 does not apply tags there). Raises nothing
+    for odd values: they become `notes`.
     """
     root = models_root(models_dir)
     finder = _Finder(root, compute_hashes)
@@ -107,7 +108,7 @@ def request_from_parameters(params: dict, models_dir=None, *, compute_hashes: bo
              for item in params.get("loras") or []]
     out.resources.extend(loras)
     fields["prompt"] = _retag(params.get("prompt") or "", loras)
-    fields["negative_prompt"] = _retag(params.get("negative_prompt") or "", loras)
+    fields["negative_prompt"] = params.get("negative_prompt") or ""  # A1111 leaves tags there as text
     for lora in loras:  # CivitAI's on-site generator lists LoRAs with weights, not as tags
         if lora.found and not _has_tag(params, lora.name):
             if lora.weight is None:
@@ -166,8 +167,7 @@ def _hires(params: dict, fields: dict, notes: list) -> None:
 
 
 def _has_tag(params: dict, name: Optional[str]) -> bool:
-    text = (params.get("prompt") or "") + (params.get("negative_prompt") or "")
-    return any(m.group(2).strip() == name for m in _TAG.finditer(text))
+    return any(m.group(2).strip() == name for m in _TAG.finditer(params.get("prompt") or ""))
 
 
 def _retag(prompt: str, loras: list) -> str:
