@@ -108,3 +108,22 @@ def drive(monkeypatch, drive_cert_dir, tmp_path):
             monkeypatch.setenv(k, v)
         monkeypatch.setenv("HOME", str(tmp_path / "home"))  # gdown must not touch the real home
         yield fake
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+
+@pytest.fixture
+def offline(library, monkeypatch, tmp_path):
+    """Generation without the network: the Hub client offline, the bundled configs and the models of the tiny
+    `library` fixture the test module defines, outputs in the test's own folder, no Hub token. A module opts in with
+    `@pytest.fixture(autouse=True) def _offline(offline): ...` (worker processes inherit the environment)."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("COLAB_SD_CONFIGS", str(library / "_configs"))
+    monkeypatch.setenv("COLAB_SD_HOME", str(library))
+    monkeypatch.setenv("COLAB_SD_OUTPUTS", str(tmp_path / "outputs"))
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
