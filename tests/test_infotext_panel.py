@@ -106,3 +106,12 @@ def test_gallery_image_gives_its_settings_back(library):
     assert (panel.sampler.value, panel.schedule.value, panel.cfg.value) == ("Euler a", "Automatic", 5.0)
     assert panel.model.value == "tiny-sd1.safetensors" and panel.size.value == "Custom"
     assert panel.request_fields()["seed"] == 777
+
+
+def test_upload_value_shapes_of_ipywidgets_7_and_8():
+    from colab_sd.ui.reuse_box import upload_contents
+
+    data = b"\x89PNG..."
+    assert upload_contents(({"name": "a.png", "content": memoryview(data)},)) == data  # 8
+    assert upload_contents({"a.png": {"metadata": {"name": "a.png"}, "content": data}}) == data  # 7
+    assert upload_contents(()) is None and upload_contents({}) is None
