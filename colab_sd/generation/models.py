@@ -16,7 +16,7 @@ from typing import Optional
 
 from .. import probe as _probe
 from ..errors import InputError, NotFoundError
-from ..library import MODEL_EXTENSIONS, find_model, list_models, models_root, read_sidecar
+from ..library import MODEL_EXTENSIONS, find_model, list_models, models_root, read_sidecar, without_extension
 from ..probe.folders import read_json
 
 log = logging.getLogger("colab_sd.generation")
@@ -140,10 +140,7 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
                          f"plain text-to-image checkpoints for now: choose another model")
     meta = read_sidecar(path) if path.exists() else {}
     pred, zero_snr, why = _prediction(family, found, meta, path, prediction)
-    stem = path.name
-    for ext in MODEL_EXTENSIONS:
-        if stem.lower().endswith(ext):
-            stem = stem[: -len(ext)]
+    stem = without_extension(path.name)
     if "huggingface" in path.parts or "snapshots" in path.parts or _from_hub(model, path):
         stem = str(model).strip()
     return ModelRef(name=stem, path=path, format="diffusers" if path.is_dir() else "single_file", family=family,
@@ -209,10 +206,7 @@ def resolve_addon(kind: str, name: str, models_dir=None) -> Addon:
             listing = ", ".join(names[:15]) + (" …" if len(names) > 15 else "") if names else "none yet"
             raise NotFoundError(f"{kind} {text!r} not found in {root / kind} (available: {listing})")
         path = entry.path
-    stem = path.name
-    for ext in MODEL_EXTENSIONS:
-        if stem.lower().endswith(ext):
-            stem = stem[: -len(ext)]
+    stem = without_extension(path.name)
     family = variant = None
     if path.is_file():
         found = _probe.inspect(path)
