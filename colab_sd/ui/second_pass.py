@@ -115,11 +115,11 @@ class MaskPainter:
         w, h = int(image.width * self.scale), int(image.height * self.scale)
         self.canvas = MultiCanvas(2, width=w, height=h, layout=widgets.Layout(width=f"{w}px", height=f"{h}px"))
         self.canvas[0].draw_image(_image_widget(image.resize((w, h))), 0, 0)
-        paint = self.canvas[1]
-        paint.fill_style = "rgba(255, 255, 255, 0.6)"
-        paint.on_mouse_down(self._down)
-        paint.on_mouse_move(self._move)
-        paint.on_mouse_up(lambda x, y: setattr(self, "down", False))
+        self.canvas[1].fill_style = "rgba(255, 255, 255, 0.6)"
+        # the MultiCanvas gets the mouse (its layers are stacked under one element); the top layer gets the paint
+        self.canvas.on_mouse_down(self._down)
+        self.canvas.on_mouse_move(self._move)
+        self.canvas.on_mouse_up(lambda x, y: setattr(self, "down", False))
         self.note.value = message("Paint the part to repaint; it becomes the mask.", "muted")
         self.widget.children = [self.canvas, widgets.HBox([self.brush, self.clear]), self.note]
 
