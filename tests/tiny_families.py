@@ -239,3 +239,158 @@ def save_zimage(pipe, root: Path) -> dict:
 
 def copy_configs(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, dirs_exist_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------- shared encoders
+
+def tiny_clip(hidden: int = 32, projection: int = 32, seed: int = 0):
+    """A CLIPTextModelWithProjection (saved with its projection, as ComfyUI's clip_l / clip_g files are)."""
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    return CLIPTextModelWithProjection(tiny_models._text_config(hidden, projection=projection))
+
+
+def as_clip_text_model(with_projection):
+    """The same weights as a CLIPTextModel (what Flux uses): the projection is simply not loaded."""
+    from transformers import CLIPTextModel
+
+    model = CLIPTextModel(with_projection.config)
+    model.load_state_dict(with_projection.state_dict(), strict=False)
+    return model
+
+
+def tiny_t5(seed: int = 0):
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    return T5EncoderModel(T5Config(d_model=32, d_ff=37, d_kv=8, num_heads=4, num_layers=2, vocab_size=1000,
+                                   relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
+                                   dense_act_fn="gelu_new", is_gated_act=True, pad_token_id=0, eos_token_id=1))
+
+
+def _seeded_weights(module, seed: int):
+    """Give the zero-initialised parameters (adaLN output layers, which would make every image flat) small
+    seeded values; the rest keep their default initialisation."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------- Flux / Chroma
+
+def build_flux(seed: int = 0, schnell: bool = False):
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=32, axes_dims_rope=(4, 4, 8),
+                                         guidance_embeds=not schnell)
+    _seeded_weights(transformer, seed)
+    clip = tiny_clip(seed=seed + 3)
+    scheduler = flow_scheduler(shift=1.0) if schnell else flow_scheduler(
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
+    return FluxPipeline(transformer=transformer, vae=tiny_flux_vae(seed + 1), scheduler=scheduler,
+                        text_encoder=as_clip_text_model(clip), tokenizer=tiny_models.load_tokenizer(),
+                        text_encoder_2=tiny_t5(seed + 2), tokenizer_2=_load(write_t5_tokenizer, "T5TokenizerFast"))
+
+
+def build_chroma(seed: int = 0):
+    from diffusers import ChromaPipeline, ChromaTransformer2DModel
+
+    torch.manual_seed(seed)
+    transformer = ChromaTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                           attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                           axes_dims_rope=(4, 4, 8), approximator_hidden_dim=32,
+                                           approximator_layers=1, approximator_num_channels=16)
+    _seeded_weights(transformer, seed)
+    scheduler = flow_scheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                               max_image_seq_len=4096)
+    return ChromaPipeline(transformer=transformer, vae=tiny_flux_vae(seed + 1), scheduler=scheduler,
+                          text_encoder=tiny_t5(seed + 2), tokenizer=_load(write_t5_tokenizer, "T5TokenizerFast"))
+
+
+# ---------------------------------------------------------------------------------------------- SD3
+
+def build_sd3(seed: int = 0):
+    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(sample_size=32, patch_size=1, in_channels=16, num_layers=1,
+                                        attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
+                                        joint_attention_dim=32, pooled_projection_dim=64, out_channels=16)
+    return StableDiffusion3Pipeline(
+        transformer=transformer, vae=tiny_flux_vae(seed + 1, scaling=1.5305, shift=0.0609),
+        scheduler=flow_scheduler(shift=3.0), text_encoder=tiny_clip(seed=seed + 3), tokenizer=tiny_models.load_tokenizer(),
+        text_encoder_2=tiny_clip(hidden=48, projection=32, seed=seed + 4), tokenizer_2=tiny_models.load_tokenizer("!"),
+        text_encoder_3=tiny_t5(seed + 2), tokenizer_3=_load(write_t5_tokenizer, "T5TokenizerFast"))
+
+
+# ---------------------------------------------------------------------------------------------- Flux.2 Klein
+
+def build_klein(seed: int = 0):
+    """Klein 4B's layout: Qwen3 (causal LM) read at layers 9/18/27, so the tiny encoder keeps 28 thin layers."""
+    from diffusers import AutoencoderKLFlux2, Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    transformer = Flux2Transformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1,
+                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=72,
+                                          timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4],
+                                          guidance_embeds=False)
+    torch.manual_seed(seed + 2)
+    encoder = Qwen3ForCausalLM(Qwen3Config(hidden_size=24, intermediate_size=16, num_hidden_layers=28,
+                                           num_attention_heads=2, num_key_value_heads=2, head_dim=12,
+                                           vocab_size=QWEN_VOCAB, max_position_embeddings=512,
+                                           tie_word_embeddings=True))
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKLFlux2(sample_size=32, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
+                             up_block_types=("UpDecoderBlock2D",), block_out_channels=(4,), layers_per_block=1,
+                             latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False)
+    return Flux2KleinPipeline(transformer=transformer, vae=vae, scheduler=flow_scheduler(), text_encoder=encoder,
+                              tokenizer=_load(write_qwen_tokenizer, "Qwen2Tokenizer"), is_distilled=True)
+
+
+# ---------------------------------------------------------------------------------------------- a library
+
+def _weights(module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def save_family(pipe, name: str, config: str, root: Path, arch: str) -> dict:
+    """The diffusers folder, the transformer as one diffusers-layout file and as GGUF, the config folder."""
+    root = Path(root)
+    out = {"diffusers": tiny_models.save_diffusers(pipe, root / "checkpoint" / f"tiny-{name}-diffusers")}
+    sd = _weights(pipe.transformer)
+    out["single"] = _save(sd, root / "checkpoint" / f"tiny-{name}.safetensors", torch.bfloat16)
+    out["gguf"] = save_gguf(sd, root / "checkpoint" / f"tiny-{name}-Q8_0.gguf", arch)
+    out["config"] = save_config_folder(pipe, root / "_configs" / config)
+    return out
+
+
+def build_library(root: os.PathLike | str) -> dict:
+    """Every tiny family in one models root (encoders and VAEs shared the way the real ones are)."""
+    root = Path(root)
+    out = {"zimage": save_zimage(build_zimage(), root)}
+    flux, schnell, chroma, sd3, klein = build_flux(), build_flux(schnell=True), build_chroma(), build_sd3(), build_klein()
+    out["flux"] = save_family(flux, "flux-dev", "flux-dev", root, "flux")
+    out["schnell"] = save_family(schnell, "flux-schnell", "flux-schnell", root, "flux")
+    out["chroma"] = save_family(chroma, "chroma", "chroma", root, "flux")
+    out["sd3"] = save_family(sd3, "sd3", "sd3-medium", root, "sd3")
+    out["klein"] = save_family(klein, "klein", "flux2-klein-4b", root, "flux")
+    enc = root / "text_encoder"
+    _save(_weights(sd3.text_encoder), enc / "tiny-clip_l.safetensors")  # with its projection, as ComfyUI's
+    _save(_weights(sd3.text_encoder_2), enc / "tiny-clip_g.safetensors")
+    _save(_weights(flux.text_encoder_2), enc / "tiny-t5xxl.safetensors")
+    _save(qwen_to_comfy(_weights(klein.text_encoder)), enc / "tiny-qwen3-klein.safetensors")
+    _save(tiny_models.vae_to_original(_weights(sd3.vae), prefix=""), root / "vae" / "tiny-sd3-vae.safetensors")
+    klein.vae.save_pretrained(str(root / "vae" / "tiny-flux2-vae"), safe_serialization=True)
+    shutil.move(str(root / "vae" / "tiny-flux2-vae" / "diffusion_pytorch_model.safetensors"),
+                str(root / "vae" / "tiny-flux2-vae.safetensors"))
+    shutil.rmtree(root / "vae" / "tiny-flux2-vae")
+    out["pipes"] = {"flux": flux, "schnell": schnell, "chroma": chroma, "sd3": sd3, "klein": klein}
+    return out

@@ -275,7 +275,7 @@ class PipelineCache:
             pred = f", {ref.reasons[-1]}" if ref.prediction != "epsilon" and ref.reasons else ""
             emit(Info(f"loading {ref.name} ({FAMILY_LABEL[ref.family]}, {how}{pred}) on {device}", job=ref.name))
             started = time.monotonic()
-            pipe, source = load_pipeline(ref, dtype, config)
+            pipe, source = load_pipeline(ref, dtype, config, emit)
             self.loads += 1
             self.entry = Entry(ref, device, dtype, pipe, source, config)
             emit(Info(f"loaded {ref.name} in {time.monotonic() - started:.1f}s", job=ref.name))

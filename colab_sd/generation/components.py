@@ -51,6 +51,22 @@ def stored_dtype(dtypes: dict) -> str:
     return max(counts, key=counts.get) if counts else "bf16"
 
 
+def weights_of(path: Path) -> tuple[float, str]:
+    """(parameters in billions, stored dtype) of a weights file, or of every .safetensors in a folder; headers only."""
+    path = Path(path)
+    files = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path]
+    count, dtypes = 0, {}
+    for file in files:
+        shapes, types, _ = header(file)
+        for key, shape in shapes.items():
+            n = 1
+            for d in shape or ():
+                n *= int(d)
+            count += n
+        dtypes.update({f"{file}:{k}": v for k, v in types.items()})
+    return count / 1e9, stored_dtype(dtypes)
+
+
 def arch_of(shapes: dict) -> tuple[Optional[str], Optional[int]]:
     """(architecture, width) of a text encoder or VAE file from its key names; (None, None) when neither."""
     def first(*names):
@@ -107,9 +123,12 @@ def find(component, root: Path, config: Path) -> Optional[Path]:
             arch, width = arch_of(header(path)[0])
         except (InputError, OSError, ValueError):
             continue
-        if arch == component.arch and (want is None or width == want):
+        clip = {arch, component.arch} <= {"clip-l", "clip-g"}  # the width tells CLIP-L from CLIP-G
+        if (arch == component.arch or clip) and (want is None or width == want):
             candidates.append(path)
-    candidates.sort(key=lambda p: (p.name.lower() != source_name, p.name))
+    hints = tuple(component.hints)
+    candidates.sort(key=lambda p: (p.name.lower() != source_name, not any(h in p.name.lower() for h in hints),
+                                   p.name))
     return candidates[0] if candidates else None
 
 

@@ -6,6 +6,7 @@ then `_run_batch` per batch (the diffusers call) and `_keep` (infotext, PNG file
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -19,6 +20,7 @@ from ..errors import GenerationError, InputError
 from ..events import Completed, Info, StepProgress, guard
 from . import metadata, passes
 from .cache import CACHE, free_memory
+from .families import run as family_run
 from .loader import is_oom, pick_device, pick_dtype
 from .models import FAMILY_LABEL, ModelRef, embedding_names, resolve_addon, resolve_model
 from .prompt import LoraSpec, extract_loras, merge_loras, words
@@ -161,15 +163,20 @@ def _plan(req: GenerationRequest, emit: Callable) -> _Job:
     """Everything that can be checked without torch, so that bad input fails before a model loads."""
     prompt, prompt_loras = extract_loras(req.prompt)
     negative = req.negative_prompt  # A1111 never activates tags in a negative prompt: they stay text
-    prompt, cfg = _composable(prompt, req.cfg)
+    prompt, weight = _composable(prompt, 1.0)
     sampler, schedule = resolve_sampler(req.sampler, req.schedule)
-    steps = total_steps(sampler, req.steps)
+    steps = total_steps(sampler, req.steps or family_run.FALLBACK_STEPS)
     check_prompt(prompt, steps)
     check_prompt(negative, steps)
     loras = merge_loras(req.loras, prompt_loras)
     hf_token = req.tokens.get("huggingface") if req.tokens is not None else None
     ref = resolve_model(req.model, req.models_dir, prediction=req.prediction,
                         hf_token=hf_token.secret.reveal() if hf_token else None)
+    req = family_run.defaults(ref, req)  # unset steps / CFG: the model family's defaults
+    cfg = req.cfg * weight
+    refused = family_run.refuse_img2img(family_run.family_of(ref), req.init_image)
+    if refused:
+        raise InputError(refused)
     lora_addons = [(resolve_addon("lora", spec.name, req.models_dir), spec.weight) for spec in loras]
     vae_addon = resolve_addon("vae", req.vae, req.models_dir) if req.vae else None
     known = embedding_names(req.models_dir)
@@ -202,9 +209,16 @@ def _composable(prompt: str, cfg: float) -> tuple[str, float]:
 def _load(job: _Job, device: str, dtype):
     """(cache entry, loaded now) with the model placed; out of memory says what to try."""
     req, ref = job.req, job.ref
+    plan = family_run.plan(ref, req, device, req.models_dir)  # transformer families: refused here if too big
+    low_vram = req.low_vram
+    if plan is not None:
+        job.emit(Info(f"memory plan: {plan.line}", job=ref.name))
+        ref = job.ref = dataclasses.replace(ref, plan=plan, models_dir=req.models_dir)
+        dtype = family_run.torch_dtype(plan.dtype) if not req.dtype else dtype
+        low_vram = low_vram or plan.placement in ("model_offload", "sequential_offload")
     try:
         entry, loaded = CACHE.get(ref, device, dtype, req.config, job.emit)
-        entry.place(req.low_vram, req.vae_tiling)
+        entry.place(low_vram, req.vae_tiling)
     except Exception as err:
         if not is_oom(err):
             raise
@@ -223,6 +237,15 @@ def _prepare(job: _Job, entry) -> tuple[Any, dict]:
     req = job.req
     entry.apply_vae(job.vae)
     entry.apply_loras(job.loras, job.emit)
+    fam = family_run.family_of(job.ref)
+    if fam.is_transformer:  # prompt strings and the family's own flow-matching scheduler
+        for note in family_run.notes(fam, req, job.negative):
+            job.emit(Info(note, job=job.ref.name))
+        if job.second is not None and job.second.hires is not None:
+            raise InputError(f"hires fix with {fam.name} is not available in colab_sd yet: set the size directly")
+        job.embeddings, job.entry = [], entry
+        call = family_run.call_kwargs(fam, entry.pipe, job.prompt, job.negative, req, job.cfg)
+        return entry.pipe, {**call, "switch": None}
     job.embeddings = entry.apply_embeddings(job.embeddings, job.emit, set(req.embeddings))
     job.entry = entry
     pipe = passes.pipeline(job, entry)
@@ -265,10 +288,11 @@ def _run_batch(job: _Job, pipe, fixed: dict, batch: int, base_params: dict, devi
     generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
     call = dict(fixed)
     switch = call.pop("switch")
-    switch.current = (0, 0)
+    if switch is not None:
+        switch.current = (0, 0)
     steps = _Steps(job.emit, ref.name, batch, ref.family, req.preview_every, req.cancel, switch)
     call.update(generator=generators, callback_on_step_end=steps,
-                callback_on_step_end_tensor_inputs=["latents"] + switch.tensor_inputs)
+                callback_on_step_end_tensor_inputs=["latents"] + (switch.tensor_inputs if switch else []))
     out_of_memory = False
     try:
         call_started = time.perf_counter()
@@ -322,7 +346,7 @@ def _parameters(job: _Job) -> dict:
     req, ref = job.req, job.ref
     lora_hashes = metadata.hash_list((addon.name, metadata.autov2(addon.path)) for addon, _ in job.loras)
     ti_hashes = metadata.hash_list((addon.name, metadata.autov2(addon.path)) for addon in job.embeddings)
-    return {
+    params = {
         "Steps": req.steps,
         "Sampler": job.sampler.name,
         "Schedule type": job.schedule,
@@ -340,6 +364,8 @@ def _parameters(job: _Job) -> dict:
         "Batch size": req.batch_size if req.batch_size > 1 else None,
         "Version": f"colab_sd {__version__}",
     }
+    params.update(family_run.infotext(family_run.family_of(ref), req.cfg))
+    return params
 
 
 def load_count() -> int:

@@ -74,13 +74,14 @@ def pick_dtype(name: Optional[str], device: str):
     return torch.float16 if device.startswith("cuda") else torch.float32
 
 
-def pipeline_classes(family: str):
-    """(text-to-image class, image-to-image class) for a family."""
+def pipeline_classes(family: str, variant: Optional[str] = None):
+    """(text-to-image class, image-to-image class or None) for a family, from the families registry."""
     import diffusers
 
-    if family == "sdxl":
-        return diffusers.StableDiffusionXLPipeline, diffusers.StableDiffusionXLImg2ImgPipeline
-    return diffusers.StableDiffusionPipeline, diffusers.StableDiffusionImg2ImgPipeline
+    from .families import lookup
+
+    fam = lookup(family, variant)
+    return getattr(diffusers, fam.pipeline), (getattr(diffusers, fam.img2img) if fam.img2img else None)
 
 
 @contextlib.contextmanager
@@ -125,8 +126,20 @@ def _variant(folder: Path) -> Optional[str]:
     return None
 
 
-def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None):
-    """(pipeline, config source folder) for a resolved model; nothing is fetched for local files."""
+def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None, emit=None):
+    """(pipeline, config source folder) for a resolved model; nothing is fetched for local files (a transformer
+    family's missing text encoders / VAE are, announced through `emit`: see families.load)."""
+    from .families import lookup
+
+    fam = lookup(ref.family, ref.variant)
+    if fam.is_transformer:
+        from ..library import models_root
+        from .families.load import config_folder, load_pipeline as load_family
+
+        folder = config_folder(fam, config)
+        pipe = load_family(ref, fam, dtype, folder, models_root(ref.models_dir), emit or (lambda event: None),
+                           plan=ref.plan)
+        return pipe, folder
     cls, _ = pipeline_classes(ref.family)
     if ref.variant == "inpaint":  # a 9-channel UNet: the family's inpaint pipeline (generation/inpaint.py)
         from .inpaint import inpaint_class, nine_channel_unet

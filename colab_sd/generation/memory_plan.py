@@ -235,7 +235,7 @@ def suggest(family, parts: list[Part], machine: Machine, dtype: str) -> str:
             continue
         plan = decide(family, [smaller] + others, machine, dtype=dtype, label=family.name)
         if plan.fits:
-            return f"a {level} GGUF of {family.name} (~{_gb(smaller.file_bytes)}) with {plan.placement}"
+            return f"a {level} GGUF of {family.name} (~{_gb(smaller.file_bytes)}), {_PLACE[plan.placement]}"
     return f"a GPU with more memory (a {family.name} transformer alone is {_gb(den.params * GB * 2)} in 16-bit)"
 
 

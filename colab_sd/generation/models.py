@@ -18,14 +18,16 @@ from .. import probe as _probe
 from ..errors import InputError, NotFoundError
 from ..library import MODEL_EXTENSIONS, find_model, list_models, models_root, read_sidecar, without_extension
 from ..probe.folders import read_json
+from . import families as _families
 
 log = logging.getLogger("colab_sd.generation")
 
-SUPPORTED = ("sd1", "sd2", "sdxl")
+# Every family the registry knows; the ones it marks unsupported are refused later with their sizes (memory plan).
+SUPPORTED = tuple(_families.REGISTRY)
 # LyCORIS algorithms diffusers' load_lora_weights has no conversion for (LoRA, LoCon and DoRA load).
 UNSUPPORTED_LYCORIS = ("loha", "lokr", "oft", "boft", "ia3", "glora", "full")
-FAMILY_LABEL = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL"}
-NATIVE_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+FAMILY_LABEL = {f.id: f.label for f in _families.REGISTRY.values()}
+NATIVE_SIZE = {f.id: f.size for f in _families.REGISTRY.values()}
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -42,6 +44,8 @@ class ModelRef:
     reasons: tuple = ()
     meta: dict = field(default_factory=dict, compare=False)
     variant: Optional[str] = None  # the family's variant (Flux "schnell", Z-Image "base"…), see families.variants
+    models_dir: Optional[str] = None  # the library it was resolved in (components are looked up there)
+    plan: object = field(default=None, compare=False)  # the memory plan (transformer families), set before loading
 
     @property
     def native_size(self) -> int:
@@ -55,7 +59,7 @@ class ModelRef:
             stamp = (stat.st_size, int(stat.st_mtime))
         except OSError:
             stamp = None
-        return (str(self.path.resolve()), stamp, self.family, self.prediction, self.zero_snr)
+        return (str(self.path.resolve()), stamp, self.family, self.prediction, self.zero_snr, self.variant)
 
 
 def _checkpoint_names(root: Path) -> str:
@@ -133,8 +137,10 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
     family = found.family
     if family not in SUPPORTED:
         named = _probe.FAMILY_NAMES.get(family, family) if family else "an unknown model family"
-        raise InputError(f"{label} is {named}; colab_sd generates with SD1.x, SD2.x and SDXL checkpoints "
-                         f"(Pony, Illustrious and other SDXL fine-tunes included) for now")
+        raise InputError(f"{label} is {named}; colab_sd generates with SD1.x, SD2.x, SDXL (Pony, Illustrious…), "
+                         f"Z-Image, Flux.1, Chroma, SD3.x and Flux.2 Klein models for now")
+    if _families.get(family).is_transformer:
+        return _transformer_ref(model, path, found, label)
     if found.variant in ("instruct-pix2pix", "playground-v2.5", "edm-v-prediction"):
         raise InputError(f"{label} is an {FAMILY_LABEL[family]} {found.variant} model; colab_sd generates with "
                          f"plain text-to-image checkpoints for now: choose another model")
@@ -146,6 +152,29 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
     return ModelRef(name=stem, path=path, format="diffusers" if path.is_dir() else "single_file", family=family,
                     prediction=pred, zero_snr=zero_snr, reasons=tuple(found.reasons) + (why,), meta=meta,
                     variant="inpaint" if found.variant == "inpaint" else None)  # 9-channel UNet: passes.py
+
+
+def _transformer_ref(model, path: Path, found, label: str) -> ModelRef:
+    """A transformer-family model: its variant decided (shapes, then sidecar baseModel, metadata, file name)."""
+    nf4 = next((str(r) for r in found.reasons if "NF4" in str(r)), None)
+    if nf4:
+        raise InputError(f"{label} is a prequantized {nf4.split(':')[0]}; use a GGUF (Q4_K_M / Q5_K_M) of the "
+                         f"same model instead: put it in checkpoint/")
+    meta = read_sidecar(path) if path.exists() else {}
+    fam = _families.get(found.family)
+    variant, why = _families.decide_variant(fam, found.variant, path.name, meta, found.metadata)
+    chosen = fam.for_variant(variant)
+    refused = _families.refusal(chosen, label)
+    if refused:
+        raise InputError(refused)
+    name = str(model).strip() if "huggingface" in path.parts or "snapshots" in path.parts or _from_hub(model, path) \
+        else _stem(path)
+    return ModelRef(name=name, path=path, format="diffusers" if path.is_dir() else "single_file", family=found.family,
+                    reasons=tuple(found.reasons) + ((why,) if why else ()), meta=meta, variant=variant)
+
+
+def _stem(path: Path) -> str:
+    return without_extension(path.name)
 
 
 def _prediction(family: str, found, meta: dict, path: Path, override: Optional[str]) -> tuple[str, bool, str]:

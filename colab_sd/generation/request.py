@@ -34,8 +34,8 @@ class GenerationRequest:
     embeddings: list = field(default_factory=list)
     sampler: str = DEFAULT_SAMPLER
     schedule: str = DEFAULT_SCHEDULE
-    steps: int = 25
-    cfg: float = 7.0
+    steps: Optional[int] = None  # None: the model family's default (25 SD, 9 Z-Image Turbo, 28 Flux dev, 4 schnell)
+    cfg: Optional[float] = None  # None: the family's (7 SD, 0 Z-Image Turbo, distilled 3.5 Flux dev)
     width: Optional[int] = None
     height: Optional[int] = None
     seed: int = -1
@@ -116,8 +116,8 @@ class GenerationRequest:
             raise InputError("negative prompt must be text")
         if self.model is None or (isinstance(self.model, str) and not self.model.strip()):
             raise InputError("no model chosen: pass model= a checkpoint name, file, diffusers folder or HF repo id")
-        steps = _int("steps", self.steps, 1, MAX_STEPS)
-        cfg = _float("CFG scale", self.cfg, 0.0, 50.0)
+        steps = None if self.steps is None else _int("steps", self.steps, 1, MAX_STEPS)
+        cfg = None if self.cfg is None else _float("CFG scale", self.cfg, 0.0, 50.0)
         width = None if self.width is None else _side("width", self.width)
         height = None if self.height is None else _side("height", self.height)
         seed = _int("seed", self.seed, -1, MAX_SEED)

@@ -36,6 +36,7 @@ class Component:
     size: int
     params: float
     label: str
+    hints: tuple = ()  # words in a library file's name that make it this component (the VAEs share shapes)
 
     @property
     def url(self) -> str:

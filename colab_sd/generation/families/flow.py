@@ -16,7 +16,7 @@ QWEN3_4B = Component("text_encoder", "text_encoder", "qwen3", "Qwen3Model", "Com
                      "split_files/text_encoders/qwen_3_4b.safetensors", int(8.04 * GB), 4.02,
                      "Qwen3-4B text encoder (bf16)")
 FLUX_VAE = Component("vae", "vae", "vae-kl16", "AutoencoderKL", "Comfy-Org/z_image_turbo", "split_files/vae/ae.safetensors",
-                     int(0.335 * GB), 0.084, "Flux VAE (fp32)")
+                     int(0.335 * GB), 0.084, "Flux VAE (fp32)", hints=("flux", "ae.", "z_image", "zimage"))
 CLIP_L = Component("text_encoder", "text_encoder", "clip-l", "CLIPTextModel", "comfyanonymous/flux_text_encoders",
                    "clip_l.safetensors", int(0.246 * GB), 0.123, "CLIP-L text encoder (fp16)")
 T5_XXL = Component("text_encoder_2", "text_encoder", "t5-xxl", "T5EncoderModel", "comfyanonymous/flux_text_encoders",
@@ -31,7 +31,8 @@ SD3_T5 = Component("text_encoder_3", "text_encoder", "t5-xxl", "T5EncoderModel",
                    "text_encoders/t5xxl_fp8_e4m3fn.safetensors", int(4.89 * GB), 4.76,
                    "T5-XXL text encoder (fp8, upcast on load)")
 # No ungated standalone SD3 VAE is known: the library's own (vae/) or an "incl_clips" bundle is needed.
-SD3_VAE = Component("vae", "vae", "vae-kl16", "AutoencoderKL", "", "", int(0.168 * GB), 0.084, "SD3 VAE")
+SD3_VAE = Component("vae", "vae", "vae-kl16", "AutoencoderKL", "", "", int(0.168 * GB), 0.084, "SD3 VAE",
+                    hints=("sd3", "sd35", "sd3.5", "stable-diffusion-3"))
 KLEIN_QWEN3_4B = Component("text_encoder", "text_encoder", "qwen3", "Qwen3ForCausalLM", QWEN3_4B.repo, QWEN3_4B.file,
                            QWEN3_4B.size, QWEN3_4B.params, QWEN3_4B.label)
 FLUX2_VAE = Component("vae", "vae", "vae-flux2", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-klein-4B",

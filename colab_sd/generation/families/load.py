@@ -20,6 +20,32 @@ from .guards import clamp_fp16, vae_guard
 log = logging.getLogger("colab_sd.generation")
 
 
+def config_folder(fam, explicit: Optional[str] = None) -> Path:
+    """The diffusers config folder (configs + tokenizers, no weights) for a transformer family: the request's
+    `config=` folder, else `<configs root>/<fam.config>/` (a user's or a test's own folder), else the one bundled
+    under generation/configs/ once its tokenizer files are there."""
+    import os
+
+    from ..configs import BUNDLED, configs_root
+
+    if explicit:
+        path = Path(os.path.expanduser(str(explicit)))
+        if not (path / "model_index.json").is_file():
+            raise InputError(f"config {explicit} is not a diffusers folder (no model_index.json)")
+        return path
+    for folder in (configs_root() / fam.config, BUNDLED / fam.config):
+        if (folder / "model_index.json").is_file() and _has_tokenizers(folder, fam):
+            return folder
+    raise GenerationError(f"no config folder with tokenizers for {fam.name}: put a diffusers config folder "
+                          f"(model_index.json, component configs, tokenizer files) in {configs_root() / fam.config} "
+                          f"or pass config= a folder or repo")
+
+
+def _has_tokenizers(folder: Path, fam) -> bool:
+    return all(any((folder / tok / name).is_file() for name in ("tokenizer.json", "vocab.json", "spiece.model"))
+               for tok in fam.tokenizers)
+
+
 def load_transformer(path: Path, fam, dtype, config: Path):
     """The denoiser from one file: GGUF (packed, `GGUFQuantizationConfig(compute_dtype=dtype)`) or safetensors."""
     import diffusers
@@ -50,7 +76,13 @@ def gather(fam, root: Path, config: Path, emit: Callable, job: str, *, fetch: bo
                              f"into {root}/text_encoder and {root}/vae")
         emit(Info(f"fetching {what} into {root}", job=job))
         for comp in absent:
-            found[comp.role] = components.fetch(comp, root, on_event=emit, tokens=tokens)
+            try:
+                found[comp.role] = components.fetch(comp, root, on_event=emit, tokens=tokens)
+            except (InputError, GenerationError):
+                raise
+            except Exception as err:  # the downloader's one-line errors, said with what was being fetched
+                raise GenerationError(f"{fam.name} needs {components.describe([comp])}, which could not be "
+                                      f"fetched: {err}") from None
     return found
 
 

@@ -1,0 +1,143 @@
+"""What the engine asks a family while generating: defaults, the memory plan, the call's arguments, infotext.
+
+The engine calls these for every model; the answers come from the `Family` entry, so no family name is tested
+outside the registry. SD families keep the engine's own (A1111) path: `call_kwargs` is only used for
+transformer families, whose pipelines take prompt strings and their own flow-matching scheduler.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Optional
+
+from ...errors import InputError
+from . import get, lookup
+
+log = logging.getLogger("colab_sd.generation")
+
+# what a request gets when it leaves steps / CFG unset and the model's family is unknown
+FALLBACK_STEPS, FALLBACK_CFG = 25, 7.0
+
+
+def family_of(ref):
+    """The `Family` (variant applied) of a resolved model."""
+    return lookup(ref.family, getattr(ref, "variant", None))
+
+
+def defaults(ref, req):
+    """The request with unset steps / CFG (None) filled from the model's family."""
+    fam = get(ref.family)
+    fam = fam.for_variant(getattr(ref, "variant", None)) if fam else None
+    steps = req.steps if req.steps is not None else (fam.steps if fam else FALLBACK_STEPS)
+    cfg = req.cfg if req.cfg is not None else (fam.cfg if fam else FALLBACK_CFG)
+    return req.replace(steps=steps, cfg=cfg)
+
+
+def parts_for(ref, fam, root, config=None):
+    """The memory plan's `Part`s, sized from headers: the model file (or each component folder of a diffusers
+    folder) and the components the library has; a component still to be fetched counts with its known size."""
+    from pathlib import Path
+
+    from .. import components
+    from ..memory_plan import Part
+
+    path = Path(ref.path)
+    if path.is_dir():
+        parts = []
+        for role in ["transformer"] + [c.role for c in fam.components]:
+            folder = path / role
+            if folder.is_dir():
+                params, stored = components.weights_of(folder)
+                size = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
+                parts.append(Part(role, params, size, stored))
+        return parts
+    params, stored = components.weights_of(path)
+    parts = [Part("transformer", params, path.stat().st_size, stored)]
+    for comp in fam.components:
+        found = components.find(comp, Path(root), config) if config is not None else None
+        if found is not None:
+            c_params, c_stored = components.weights_of(found)
+            parts.append(Part(comp.role, c_params, found.stat().st_size, c_stored))
+        else:
+            parts.append(Part(comp.role, comp.params, comp.size, "bf16"))
+    return parts
+
+
+def plan(ref, req, device: str, root):
+    """The memory plan for this model on this machine; InputError (one line, before loading) when the family
+    is not loadable by colab_sd or the plan cannot fit. None for the UNet families (loaded as before)."""
+    from ..memory_plan import Machine, decide
+
+    from ...library import models_root
+    from .load import config_folder
+
+    fam = family_of(ref)
+    if not fam.is_transformer:
+        return None
+    try:
+        config = config_folder(fam, req.config)
+    except Exception:  # no config yet: the loader says so; the plan uses the known component sizes
+        config = None
+    machine = Machine.detect(device)
+    placement = "model_offload" if req.low_vram and machine.cuda else None
+    chosen = decide(fam, parts_for(ref, fam, models_root(root), config), machine, dtype=req.dtype or None, placement=placement,
+                    width=req.width or 0, height=req.height or 0, label=f"{fam.name} ({ref.name})")
+    if not fam.supported:
+        why = chosen.line if not chosen.fits else f"it would fit ({chosen.line})"
+        raise InputError(f"{ref.name} is {fam.name} ({fam.params:g}B parameters), which colab_sd does not load yet; "
+                         f"{why}")
+    if not chosen.fits:
+        raise InputError(chosen.line)
+    return chosen
+
+
+def call_kwargs(fam, pipe, prompt: str, negative: str, req, cfg: float) -> dict:
+    """The pipeline call's fixed arguments for a transformer family, keeping only what the pipeline accepts."""
+    accepted = set(inspect.signature(pipe.__call__).parameters)
+    call = dict(prompt=prompt, num_inference_steps=req.steps, guidance_scale=cfg,
+                num_images_per_prompt=req.batch_size, width=req.width, height=req.height, output_type="pil")
+    if fam.negative and negative and "negative_prompt" in accepted:
+        call["negative_prompt"] = negative
+    elif negative:
+        log.info("%s uses no negative prompt; it is ignored", fam.name)
+    if fam.max_sequence_length and "max_sequence_length" in accepted:
+        call["max_sequence_length"] = fam.max_sequence_length
+    return {k: v for k, v in call.items() if k in accepted}
+
+
+def infotext(fam, cfg: float) -> dict:
+    """A1111/Forge infotext fields for a transformer family: Forge writes Flux as `Sampler: Euler, Schedule
+    type: Simple, CFG scale: 1, Distilled CFG Scale: 3.5`; the shift where the family fixes one."""
+    if not fam.is_transformer:
+        return {}
+    fields = {"Sampler": "Euler", "Schedule type": "Simple"}
+    if fam.guidance == "distilled":
+        fields.update({"CFG scale": 1, "Distilled CFG Scale": cfg})
+    if fam.shift is not None:
+        fields["Shift"] = fam.shift
+    return fields
+
+
+def notes(fam, req, negative: str) -> list[str]:
+    """One-line notes about request fields this family ignores (shown as Info events)."""
+    out = []
+    if negative and not fam.negative:
+        out.append(f"{fam.name} uses no negative prompt: it is ignored")
+    if req.clip_skip > 1 and not fam.clip_skip:
+        out.append(f"clip skip does not apply to {fam.name}: ignored")
+    if fam.guidance == "none" and req.cfg not in (0, 0.0, 1, 1.0, fam.cfg):
+        out.append(f"{fam.name} ignores the guidance scale ({req.cfg:g})")
+    return out
+
+
+def refuse_img2img(fam, init_image) -> Optional[str]:
+    if init_image is not None and fam.is_transformer:
+        return f"img2img with {fam.name} is not available in colab_sd yet: generate from text, or use an SD model"
+    return None
+
+
+def torch_dtype(name: str):
+    """torch's dtype for a plan's "fp16" / "bf16" / "fp32"."""
+    import torch
+
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
