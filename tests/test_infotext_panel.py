@@ -115,3 +115,20 @@ def test_upload_value_shapes_of_ipywidgets_7_and_8():
     assert upload_contents(({"name": "a.png", "content": memoryview(data)},)) == data  # 8
     assert upload_contents({"a.png": {"metadata": {"name": "a.png"}, "content": data}}) == data  # 7
     assert upload_contents(()) is None and upload_contents({}) is None
+
+
+def test_hires_settings_fill_the_hires_row_and_a_plain_image_turns_it_off(library):
+    panel = App(models_dir=library).generate
+    hires = panel.second.hires
+    text = ("a castle\nSteps: 8, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x64, Model: tiny-sd1, "
+            "Denoising strength: 0.45, Hires upscale: 1.5, Hires steps: 4, Hires upscaler: R-ESRGAN 4x+, "
+            "Hires prompt: \"a castle, detailed\"")
+    upload(panel.reuse.upload, "hires.jpeg", jpeg_with_infotext(text))
+    panel.reuse.use.click()
+    assert hires.enabled.value and (hires.scale.value, hires.steps.value, hires.denoise.value) == (1.5, 4, 0.45)
+    assert hires.prompt.value == "a castle, detailed" and hires.upscaler.value == "Latent"
+    assert "hires upscaler R-ESRGAN 4x+ is not available here: Latent is used" in panel.reuse.status.value
+    assert panel.request_fields()["hires_scale"] == 1.5
+    upload(panel.reuse.upload, "plain.jpeg", jpeg_with_infotext("a hut\nSteps: 8, Sampler: Euler, Seed: 6, CFG scale: 7"))
+    panel.reuse.use.click()
+    assert not hires.enabled.value and "hires_scale" not in panel.request_fields()

@@ -107,6 +107,7 @@ class ReuseBox:
             _set(clip_widget, fields["clip_skip"], "clip skip", notes)
         elif fields.get("clip_skip", 1) > 1:
             notes.append(f"clip skip {fields['clip_skip']} cannot be set in this panel")
+        _set_hires(getattr(getattr(panel, "second", None), "hires", None), fields, notes)
         panel.vae.value = fields["vae"] if fields.get("vae") in panel.vae.options else panel.vae.options[0]
         for row in list(panel.lora_rows):
             panel.remove_lora(row)
@@ -124,6 +125,28 @@ def _set(widget, value, label: str, notes: list) -> None:
         notes.append(f"{label} {value} is outside this panel's range ({low}–{high}): kept at {widget.value}")
         return
     widget.value = value
+
+
+def _set_hires(row, fields: dict, notes: list) -> None:
+    """The panel's hires row (second_pass.HiresRow): on with the image's values when it used hires fix, else off."""
+    if row is None:
+        return
+    row.enabled.value = any(key.startswith("hires_") for key in fields)
+    if not row.enabled.value:
+        return
+    for key, widget, default in (("hires_scale", row.scale, 2.0), ("hires_resize_width", row.resize_w, 0),
+                                 ("hires_resize_height", row.resize_h, 0), ("hires_steps", row.steps, 0),
+                                 ("hires_denoise", row.denoise, 0.7), ("hires_prompt", row.prompt, ""),
+                                 ("hires_negative_prompt", row.negative, "")):
+        widget.value = default  # what the image leaves out means A1111's default, not the last image's value
+        if fields.get(key) is not None:
+            _set(widget, fields[key], key.replace("_", " "), notes)
+    for key, widget, default in (("hires_upscaler", row.upscaler, "Latent"), ("hires_sampler", row.sampler, None)):
+        value = fields.get(key)
+        if value is not None and value not in widget.options:
+            notes.append(f"{key.replace('_', ' ')} {value} is not available here: "
+                         f"{default or widget.options[0]} is used")
+        widget.value = value if value in widget.options else (default or widget.options[0])
 
 
 def _set_sampler(panel, fields: dict, notes: list) -> None:
