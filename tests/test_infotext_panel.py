@@ -129,6 +129,7 @@ def test_hires_settings_fill_the_hires_row_and_a_plain_image_turns_it_off(librar
     assert hires.prompt.value == "a castle, detailed" and hires.upscaler.value == "Latent"
     assert "hires upscaler R-ESRGAN 4x+ is not available here: Latent is used" in panel.reuse.status.value
     assert panel.request_fields()["hires_scale"] == 1.5
-    upload(panel.reuse.upload, "plain.jpeg", jpeg_with_infotext("a hut\nSteps: 8, Sampler: Euler, Seed: 6, CFG scale: 7"))
+    plain = jpeg_with_infotext("a hut\nSteps: 8, Sampler: Euler, Seed: 6, CFG scale: 7")
+    upload(panel.reuse.upload, "plain.jpeg", plain)
     panel.reuse.use.click()
     assert not hires.enabled.value and "hires_scale" not in panel.request_fields()
