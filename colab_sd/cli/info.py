@@ -80,6 +80,8 @@ def describe(image: str, params: dict, plan=None) -> str:
         lines.append("hires: " + ", ".join(f"{k} {v}" for k, v in hires.items()))
     if params["civitai_resources"]:
         lines.append("CivitAI resources: " + json.dumps(params["civitai_resources"], ensure_ascii=False))
+    if params.get("version"):
+        lines.append(f"made with: {params['version']}")
     for key, value in params["extra"].items():
         lines.append(f"{key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
     if plan is not None:
