@@ -349,6 +349,14 @@ def _civitai_loop(lab, civitai_accounts, page, tiny, site, FakeFile, FakeImage):
     shot(page, "10-civitai-downloaded")
     assert (lab["models"] / "lora" / "tiny_lantern.safetensors").read_bytes() == lora
     assert (lab["models"] / "lora" / "tiny_lantern.safetensors.preview.jpeg").is_file()
+    open_tab(page, "Library")  # the preview beside the model, shown in the Library
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output img')].some(i => "
+                           "i.src.startsWith('data:image/jpeg') && i.title === 'tiny_lantern.safetensors' && "
+                           "i.naturalWidth > 0)")
+    out.locator("img[title='tiny_lantern.safetensors']").scroll_into_view_if_needed()
+    shot(page, "10b-library-preview")
+    assert "Tiny Lantern Style v1" in out.inner_text()
+    open_tab(page, "CivitAI")
 
     out.locator("button:visible", has_text="Recreate").first.click()
     visible = lambda kind, label: out.locator(f".{kind}:visible", has_text=label).first  # noqa: E731
