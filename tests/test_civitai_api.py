@@ -122,8 +122,9 @@ def test_bad_filters_are_one_line():
         SearchQuery.build("x", types=["sampler"])
     with pytest.raises(InputError, match="unknown sort"):
         SearchQuery.build("x", sort="best")
-    with pytest.raises(InputError, match="limit must be between 1 and 100"):
-        SearchQuery.build("x", limit=500)
+    for limit in (500, 0, "many"):
+        with pytest.raises(InputError, match="limit must be a whole number between 1 and 100"):
+            SearchQuery.build("x", limit=limit)
 
 
 @pytest.fixture

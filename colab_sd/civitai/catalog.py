@@ -77,8 +77,8 @@ class SearchQuery:
     def build(cls, query: str = "", *, types=(), base_models=(), sort=None, period=None, level="PG", limit=20,
               cursor=None, username=None, tag=None) -> "SearchQuery":
         """Validate user spellings into CivitAI's values; InputError names what is accepted."""
-        if not 1 <= int(limit) <= 100:
-            raise InputError(f"limit must be between 1 and 100, not {limit}")
+        if not str(limit).strip().isdigit() or not 1 <= int(limit) <= 100:
+            raise InputError(f"limit must be a whole number between 1 and 100, not {limit!r}")
         types = [types] if isinstance(types, str) else list(types or [])
         bases = [base_models] if isinstance(base_models, str) else list(base_models or [])
         return cls(query=(query or "").strip(), types=tuple(model_types(types)),

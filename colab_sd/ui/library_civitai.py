@@ -83,9 +83,11 @@ class LibraryCivitai:
         self.panel = panel
         self.tokens = tokens
         self.identify_button = widgets.Button(description="Identify unknown files", icon="question-circle",
+                                              layout=widgets.Layout(width="auto"),
                                               tooltip="look up files without CivitAI details by their sha256, on "
                                                       "civitai.com and civitai.red")
         self.updates_button = widgets.Button(description="Check for updates", icon="arrow-circle-up",
+                                             layout=widgets.Layout(width="auto"),
                                              tooltip="ask CivitAI whether a newer version of each model exists")
         self.status = widgets.HTML()
         self.gallery = widgets.HTML()
