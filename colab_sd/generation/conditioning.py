@@ -102,7 +102,8 @@ def expand_embeddings(text: str, tokenizer) -> str:
 def tokenize_pieces(pieces: list[tuple[str, float]], tokenizer) -> list[list[int]]:
     """Token ids of each piece, without start/end tokens and never truncated."""
     texts = [expand_embeddings(text, tokenizer) for text, _ in pieces]
-    return tokenizer(texts, truncation=False, add_special_tokens=False)["input_ids"]
+    # verbose=False: long pieces are the point here, not a mistake to warn about ("longer than 77 tokens").
+    return tokenizer(texts, truncation=False, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def chunk_tokens(pieces: list[tuple[str, float]], tokens: list[list[int]], info: TokenizerInfo,

@@ -1,0 +1,137 @@
+"""Prompt handling overhead: A1111-style conditioning (colab_sd.generation.conditioning) against diffusers' own.
+
+    .venv/bin/python benchmarks/bench_prompt.py                      # tiny SD1 + SDXL, 128², 20 steps, 7 repeats
+    .venv/bin/python benchmarks/bench_prompt.py --repeats 3 --steps 10 --no-write
+
+Side by side on the same tiny pipeline (tests/tiny_models.py, CPU): *diffusers* is `pipe(prompt=…,
+negative_prompt=…)` (diffusers tokenizes and encodes); *colab_sd* parses the A1111 syntax, chunks, encodes with
+emphasis and clip skip, matches the lengths and calls `pipe(prompt_embeds=…)` with the schedule switch in
+`callback_on_step_end`, as `generate()` does. Calls alternate; each colab_sd call is paired with the diffusers call
+next to it and the median of the paired ratios is printed (a shared machine drifts). For the plain prompt both sides
+make the same pixels (checked). The syntax rows compare against diffusers given the same words without the syntax
+(which it would read as literal brackets and cut at 77 tokens): they show what the features cost, not parity.
+Writes its table to benchmarks/RESULTS.md between the prompt markers (--no-write to skip).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from results_section import write_section  # benchmarks/ is on sys.path when a script runs
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+RESULTS = HERE / "RESULTS.md"
+BEGIN, END = "<!-- prompt:begin -->", "<!-- prompt:end -->"
+NEGATIVE = "blurry, ugly"
+CASES = [  # (label, A1111 prompt, the same words without the syntax for diffusers)
+    ("plain", "a photo of a cat, high quality", "a photo of a cat, high quality"),
+    ("weighted", "a (photo:1.2) of a ((cat)), [blurry], high quality", "a photo of a cat, blurry, high quality"),
+    ("long + BREAK (3 chunks)", ", ".join(["a red cat"] * 30) + " BREAK a blue house",
+     ", ".join(["a red cat"] * 30) + " a blue house"),
+    ("prompt editing", "a [cat:dog:0.5] in a [red|blue] house", "a cat in a red house"),
+]
+
+
+def bench(family: str, args) -> list[dict]:
+    import numpy as np
+    import torch
+    from diffusers import EulerDiscreteScheduler
+
+    import tiny_models
+    from colab_sd.generation.conditioning import ScheduleSwitch, encode_prompt, match_lengths
+
+    pipe = tiny_models.build_sdxl() if family == "sdxl" else tiny_models.build_sd1()
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    common = dict(num_inference_steps=args.steps, guidance_scale=7.0, width=args.size, height=args.size,
+                  output_type="np")
+
+    def direct(text):
+        with torch.inference_mode():
+            return pipe(prompt=text, negative_prompt=NEGATIVE, generator=torch.Generator().manual_seed(1),
+                        **common).images
+
+    def ours(text):
+        with torch.inference_mode():
+            positive = encode_prompt(pipe, family, text, args.steps)
+            negative = encode_prompt(pipe, family, NEGATIVE, args.steps)
+            match_lengths(positive, negative, lambda: encode_prompt(pipe, family, "", 1).embeds[0])
+            switch = ScheduleSwitch(positive, negative, 1, family == "sdxl")
+            call = dict(prompt_embeds=positive.embeds[0], negative_prompt_embeds=negative.embeds[0])
+            if family == "sdxl":
+                call.update(pooled_prompt_embeds=positive.pooled[0], negative_pooled_prompt_embeds=negative.pooled[0])
+            if switch.active:
+                call.update(callback_on_step_end=lambda p, i, t, kw: switch(p, i, kw),
+                            callback_on_step_end_tensor_inputs=switch.tensor_inputs)
+            return pipe(**call, generator=torch.Generator().manual_seed(1), **common).images
+
+    rows = []
+    for label, prompt, plain in CASES:
+        ours(prompt), direct(plain)  # warm-up
+        mine, theirs, encode = [], [], []
+        for i in range(args.repeats):
+            for fn, text, bucket in ((ours, prompt, mine), (direct, plain, theirs))[:: 1 if i % 2 == 0 else -1]:
+                started = time.perf_counter()
+                fn(text)
+                bucket.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            with torch.inference_mode():
+                encode_prompt(pipe, family, prompt, args.steps)
+            encode.append(time.perf_counter() - started)
+        same = bool(np.array_equal(ours(prompt), direct(plain))) if prompt == plain else None
+        rows.append({"family": family, "case": label, "direct": statistics.median(theirs),
+                     "ours": statistics.median(mine), "paired": statistics.median(o / d for o, d in zip(mine, theirs)),
+                     "encode_ms": statistics.median(encode) * 1000, "same": same})
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on a shared machine)")
+    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = bench("sd1", args) + bench("sdxl", args)
+    cpu = platform.processor() or platform.machine()
+    lines = ["### Prompt handling: A1111 conditioning vs diffusers' own prompt encoding", "",
+             f"CPU ({cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads), "
+             f"tiny random SD1 / SDXL pipelines, {args.size}x{args.size}, {args.steps} steps, Euler, CFG 7, median of "
+             f"{args.repeats}", "",
+             "| model | prompt | diffusers (s) | colab_sd (s) | median paired ratio | encoding alone (ms) | same pixels |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        same = "—" if r["same"] is None else ("yes" if r["same"] else "NO")
+        lines.append(f"| {r['family']} | {r['case']} | {r['direct']:.3f} | {r['ours']:.3f} | {r['paired']:.3f} | "
+                     f"{r['encode_ms']:.1f} | {same} |")
+    plain = [r["paired"] for r in rows if r["case"] == "plain"]
+    worst = max(plain)
+    lines += ["", f"Target: prompt handling adds under 5 % to a call → plain-prompt ratios {', '.join(f'{x:.3f}' for x in plain)}: "
+              f"{'within' if worst < 1.05 else 'ABOVE'} target.",
+              "The other rows do more work on purpose (more chunks, so more cross-attention keys; one encoding per "
+              "distinct scheduled text) and compare with diffusers given the same words without the syntax."]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        write_section(Path(args.results), text, BEGIN, END)
+    return 0 if all(r["same"] in (None, True) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
