@@ -141,3 +141,27 @@ def test_registry_answers_for_the_panel():
     for fam in families.REGISTRY.values():  # every transformer family names ungated sources for what it lacks
         for comp in fam.components:
             assert comp.size > 0 and comp.label
+
+
+def test_models_cli_shows_family_and_variant_without_a_sidecar(tmp_path, capsys):
+    import json
+
+    from colab_sd import cli
+
+    root = tmp_path / "models"
+    sf.write_safetensors(root / "checkpoint" / "flux1-krea-dev.safetensors", flux_keys())
+    sf.write_safetensors(root / "checkpoint" / "schnell-finetune.safetensors", flux_keys(guidance=False))
+    sf.make_gguf(root / "checkpoint" / "z-image-base-Q8_0.gguf", {k: v[1] for k, v in CASES["zimage"][0].items()})
+    sf.write_safetensors(root / "text_encoder" / "t5xxl_fp16.safetensors",
+                         {"shared.weight": ("F16", [32128, 4096]),
+                          "encoder.block.0.layer.0.SelfAttention.q.weight": ("F16", [4096, 4096])})
+    assert cli.main(["models", "--dir", str(root), "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert (rows["flux1-krea-dev.safetensors"]["family"], rows["flux1-krea-dev.safetensors"]["variant"]) == ("flux", "krea")
+    assert rows["schnell-finetune.safetensors"]["family_label"] == "Flux schnell"
+    assert rows["z-image-base-Q8_0.gguf"]["family_label"] == "Z-Image Base"
+    assert rows["t5xxl_fp16.safetensors"]["kind"] == "text_encoder"
+    assert rows["t5xxl_fp16.safetensors"]["family_label"] == "T5-XXL"
+    assert cli.main(["models", "--dir", str(root)]) == 0
+    table = capsys.readouterr().out
+    assert "Flux Krea dev" in table and "Z-Image Base" in table

@@ -49,22 +49,33 @@ def run(args) -> int:
     if args.updates and entries:
         updates(entries)
         entries = list_models(root, kinds)
+    probed = {e.path: _identify(e) for e in entries}  # family / variant from headers, also without a sidecar
     if args.json:
         extra = (lambda e: {"update": (e.meta.get("civitai") or {}).get("update")}) if args.updates else (lambda e: {})
-        print(json.dumps([{**e.to_dict(), **extra(e)} for e in entries], ensure_ascii=False))
+        print(json.dumps([{**e.to_dict(), **probed[e.path], "family": e.meta.get("family") or probed[e.path]["family"],
+                           **extra(e)} for e in entries], ensure_ascii=False))
         return 0
     if not entries:
         where = "" if root.is_dir() else " (the folder does not exist yet)"
         print(f"no models in {root}{where}; add one with: colab-sd download URL --dir {root}", file=sys.stderr)
         return 0
-    rows = [(e.kind, e.name, human_size(e.size), e.base_model or "-", ", ".join(e.trigger_words) or "-")
-            for e in entries]
+    rows = [(e.kind, e.name, human_size(e.size), e.base_model or probed[e.path]["family_label"] or "-",
+             ", ".join(e.trigger_words) or "-") for e in entries]
     header = ("KIND", "NAME", "SIZE", "BASE MODEL", "TRIGGER WORDS")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
     for row in [header] + rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
     print(f"{len(entries)} model{'s' if len(entries) != 1 else ''} in {root}")
     return 0
+
+
+def _identify(entry) -> dict:
+    """{"family", "variant", "family_label"} of a model from its header (no torch, nothing loaded)."""
+    from ..generation.families.identify import identify as from_header
+
+    if entry.kind not in ("checkpoint", "lora", "vae", "text_encoder", "controlnet"):
+        return {"family": None, "variant": None, "family_label": None}
+    return from_header(entry.path, entry.meta)
 
 
 def identify(entries) -> None:
