@@ -19,9 +19,9 @@ from .._version import __version__
 from ..errors import GenerationError, InputError
 from ..events import Completed, Info, StepProgress, guard
 from . import metadata, passes
-from .cache import CACHE, free_memory
+from .cache import CACHE, check_lora, free_memory
 from .families import run as family_run
-from .loader import is_oom, pick_device, pick_dtype
+from .loader import hush_torchvision_notice, is_oom, pick_device, pick_dtype
 from .models import FAMILY_LABEL, ModelRef, embedding_names, resolve_addon, resolve_model
 from .prompt import LoraSpec, extract_loras, merge_loras, words
 from .prompt_parser import check_prompt, split_and
@@ -141,6 +141,7 @@ def generate(request: Optional[GenerationRequest] = None, **fields) -> Generatio
     """
     req = GenerationRequest.from_fields(request, **fields).validate()
     started = time.monotonic()
+    hush_torchvision_notice()
     job = _plan(req, guard(req.on_event))
     device = pick_device(job.req.device)
     dtype = pick_dtype(job.req.dtype, device)
@@ -178,6 +179,8 @@ def _plan(req: GenerationRequest, emit: Callable) -> _Job:
     if refused:
         raise InputError(refused)
     lora_addons = [(resolve_addon("lora", spec.name, req.models_dir), spec.weight) for spec in loras]
+    for addon, _ in lora_addons:
+        check_lora(addon, ref)
     vae_addon = resolve_addon("vae", req.vae, req.models_dir) if req.vae else None
     known = embedding_names(req.models_dir)
     mentioned = [name for name in sorted(words(prompt + " " + negative)) if name in known]
