@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_parser(subparsers)
     for sub in set(subparsers.choices.values()):
         # `-v` after the command too (`colab-sd download -v URL`); SUPPRESS keeps a `-v` given before it.
-        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                         help="show detailed logs (and tracebacks) on stderr")
+        if not {"-v", "--verbose"} & set(sub._option_string_actions):  # unless a command defines its own
+            sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="show detailed logs (and tracebacks) on stderr")
     return parser
 
 
