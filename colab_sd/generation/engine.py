@@ -347,8 +347,9 @@ def _prompt_with_tags(prompt: str, loras: list[LoraSpec]) -> str:
 
 def _parameters(job: _Job) -> dict:
     req, ref = job.req, job.ref
-    lora_hashes = metadata.hash_list((addon.name, metadata.autov2(addon.path)) for addon, _ in job.loras)
-    ti_hashes = metadata.hash_list((addon.name, metadata.autov2(addon.path)) for addon in job.embeddings)
+    # A1111's hash kinds: AutoV3 for LoRAs, 12 hex of the sha256 for embeddings (what CivitAI looks them up by).
+    lora_hashes = metadata.hash_list((addon.name, metadata.lora_hash(addon.path)) for addon, _ in job.loras)
+    ti_hashes = metadata.hash_list((addon.name, metadata.embedding_hash(addon.path)) for addon in job.embeddings)
     params = {
         "Steps": req.steps,
         "Sampler": job.sampler.name,
