@@ -463,3 +463,17 @@ def test_comfyui_sampler_custom_advanced_and_webp_exif(tmp_path):
     Image.new("RGB", (16, 16)).save(tmp_path / "comfy.webp", format="WEBP", exif=exif.tobytes())
     result = read_parameters(tmp_path / "comfy.webp")
     assert (result["where"], result["prompt"], result["seed"]) == ("webp:prompt", "a red fox in snow", 987654321)
+
+
+@pytest.mark.timeout(30)
+def test_comfyui_graphs_that_fan_out_or_loop_are_walked_in_bounded_time(tmp_path):
+    graph = comfy_graph()
+    for i in range(60):  # each combine node takes the next one twice: 2**60 paths if walked naively
+        graph[f"c{i}"] = {"class_type": "ConditioningCombine",
+                          "inputs": {"conditioning_1": [f"c{i + 1}", 0], "conditioning_2": [f"c{i + 1}", 0]}}
+    graph["c60"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "deep"}}
+    graph["3"]["inputs"]["positive"] = ["c0", 0]
+    graph["loop"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "x.safetensors", "model": ["loop", 0]}}
+    graph["3"]["inputs"]["model"] = ["loop", 0]
+    result = read_parameters(save_png(tmp_path / "fan.png", prompt=json.dumps(graph)))
+    assert result["prompt"].startswith("deep") and result["negative_prompt"] == "blurry"

@@ -14,6 +14,7 @@ from typing import Optional
 
 MAX_NODES = 20000
 MAX_DEPTH = 64
+MAX_VISITS = 10000
 
 SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 EMPTY_LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo", "EmptyMochiLatentVideo")
@@ -91,6 +92,7 @@ class _Walker:
     def __init__(self, graph: dict):
         self.nodes = {str(k): v for k, v in list(graph.items())[:MAX_NODES]
                       if isinstance(v, dict) and isinstance(v.get("inputs"), dict)}
+        self.visits = MAX_VISITS  # combine nodes can share inputs: a hostile graph would fan out exponentially
 
     def node(self, ref) -> Optional[dict]:
         return self.nodes.get(str(ref[0])) if _is_link(ref) else None
@@ -108,7 +110,8 @@ class _Walker:
     def text(self, ref, depth: int = 0) -> Optional[str]:
         """The prompt text that reaches a conditioning input."""
         node = self.node(ref)
-        if node is None or depth > MAX_DEPTH:
+        self.visits = MAX_VISITS if depth == 0 else self.visits - 1
+        if node is None or depth > MAX_DEPTH or self.visits < 0:
             return None
         kind, inputs = node.get("class_type", ""), node["inputs"]
         for key in ("text", "text_g", "prompt"):
