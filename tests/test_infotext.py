@@ -477,3 +477,13 @@ def test_comfyui_graphs_that_fan_out_or_loop_are_walked_in_bounded_time(tmp_path
     graph["3"]["inputs"]["model"] = ["loop", 0]
     result = read_parameters(save_png(tmp_path / "fan.png", prompt=json.dumps(graph)))
     assert result["prompt"].startswith("deep") and result["negative_prompt"] == "blurry"
+
+
+@pytest.mark.timeout(60)
+def test_a_png_of_endless_tiny_chunks_is_read_only_so_far(tmp_path):
+    from colab_sd.infotext.files import MAX_CHUNKS
+
+    (tmp_path / "many.png").write_bytes(png_bytes([(b"tEXt", b"parameters\0" + CASE_11.encode())]
+                                                  + [(b"zzZz", b"")] * (MAX_CHUNKS + 10)))
+    result = read_parameters(tmp_path / "many.png")
+    assert result["seed"] == 123 and "the rest of the file was not read" in result["warnings"][0]

@@ -22,6 +22,7 @@ from ..errors import InputError
 MAX_CHUNK = 16 << 20  # bytes of one text chunk, decompressed (ComfyUI workflows run to a few MB)
 MAX_TEXT_TOTAL = 64 << 20  # bytes of all text chunks together (Pillow's MAX_TEXT_MEMORY)
 MAX_OTHER_FILE = 256 << 20  # a JPEG/WebP larger than this is not handed to Pillow
+MAX_CHUNKS = 200_000  # a 4096² PNG in 8 KB IDAT chunks has about 6,000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 USER_COMMENT = 0x9286
@@ -97,7 +98,7 @@ def _from_stream(fh, name: str) -> RawMetadata:
 
 def _read_png(fh, raw: RawMetadata) -> None:
     total = 0
-    while True:
+    for _ in range(MAX_CHUNKS):
         header = fh.read(8)
         if len(header) < 8:
             raw.warnings.append("the file ends before its IEND chunk (truncated); read what was there")
@@ -129,6 +130,7 @@ def _read_png(fh, raw: RawMetadata) -> None:
         decoded = _decode_text_chunk(kind, data, raw)
         if decoded is not None:
             raw.texts[decoded[0]] = decoded[1]
+    raw.warnings.append(f"more than {MAX_CHUNKS:,} PNG chunks: the rest of the file was not read")
 
 
 def _decode_text_chunk(kind: bytes, data: bytes, raw: RawMetadata) -> Optional[tuple[str, str]]:
