@@ -11,7 +11,7 @@ from typing import Optional
 
 from .._version import __version__
 from ..errors import ColabSDError
-from . import app, download, generate, info, models, recreate, search, upscale
+from . import app, batch, download, generate, info, models, recreate, search, upscale
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, fail, setup_logging
 
 # Commands in help order: one line each.
@@ -19,6 +19,7 @@ COMMANDS = [
     download,
     models,
     generate,
+    batch,
     search,
     recreate,
     info,

@@ -21,6 +21,7 @@ from . import format as fmt
 from . import settings as saved
 from .html import message
 from .pump import pump
+from .batch_view import BatchView
 from .reuse_box import ReuseBox
 from .second_pass import SecondPassControls
 
@@ -183,6 +184,7 @@ class GeneratePanel:
                                     "to stop after the current step."))
         self.reuse = ReuseBox(self)  # an image's settings → these widgets
         self.second = SecondPassControls(self)  # hires fix, img2img / inpaint, gallery actions
+        self.batch_view = BatchView(self)  # these settings × prompts × seeds over every GPU
         self.widget = widgets.VBox([
             self.reuse.widget,
             self.model, self.vae, self.lora_choice, self.loras_box, self.embeddings_hint,
@@ -190,7 +192,8 @@ class GeneratePanel:
             widgets.HBox([self.sampler, self.schedule]), widgets.HBox([self.steps, self.cfg, self.clip_skip]),
             widgets.HBox([self.size, self.width, self.height]),
             widgets.HBox([self.seed, self.random_seed, self.reuse_seed]), self.batch, self.second.widget,
-            widgets.HBox([self.button, self.bar, self.status]), hint, self.preview_box, self.gallery,
+            widgets.HBox([self.button, self.bar, self.status]), hint, self.preview_box, self.batch_view.widget,
+            self.gallery,
         ])
         self._size_changed()
         self._sampler_changed()
