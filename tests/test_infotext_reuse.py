@@ -139,7 +139,9 @@ def test_matching_by_hash_first_then_name(library, renamed):
 
     by_name = request_from_parameters(from_text("a\nSteps: 2, Seed: 1, Model: tiny-sd1, Model hash: abcdef0123"),
                                       library)
-    assert by_name.fields["model"] == "tiny-sd1.safetensors" and by_name.resources[0].how == "name"
+    assert by_name.fields["model"] == "tiny-sd1.safetensors" and by_name.resources[0].how == "name, another hash"
+    no_hash = request_from_parameters(from_text("a\nSteps: 2, Seed: 1, Model: tiny-sd1"), library)
+    assert no_hash.resources[0].how == "name"
 
 
 def test_civitai_resources_loras_and_odd_settings_become_notes(library):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..errors import InputError
 from ..library import ModelEntry, find_model, list_models, models_root, without_extension
 from . import metadata
 from .request import GenerationRequest
@@ -42,7 +43,8 @@ _TAG = re.compile(r"<(lora|lyco):([^:<>]+)((?::[^<>]*)?)>", re.IGNORECASE)
 
 @dataclass
 class Resource:
-    """One model file the image used: `found` is its library name when it is here (`how`: "hash" or "name")."""
+    """One model file the image used: `found` is its library name when it is here; `how` is "hash", "name", or
+    "name, another hash" (the library's file of that name has another hash: another version of it)."""
 
     kind: str  # checkpoint, lora, vae, embedding
     name: Optional[str]
@@ -130,10 +132,10 @@ def _sampler(params: dict, fields: dict, notes: list) -> None:
         return
     try:
         resolve_sampler(sampler, schedule)
-    except Exception:
+    except InputError:
         try:
             chosen, _ = resolve_sampler(sampler, None)
-        except Exception:
+        except InputError:
             notes.append(f"sampler {sampler!r} is not available here: the default sampler is used")
             return
         notes.append(f"{chosen.name} cannot follow the {schedule!r} schedule here: its automatic schedule is used")
@@ -201,6 +203,9 @@ class _Finder:
         if match is None and resource.name:
             match = _by_name(self.root, kind, resource.name)
             how = "name" if match else None
+            if match is not None and resource.hash and (self.compute or metadata.sha256_of(match.path, False)):
+                # one file: its hash settles whether the name found the very file or another version of it
+                how = "hash" if self._hash_matches(match, kind, resource.hash, self.compute) else "name, another hash"
         if match is None and resource.hash and self.compute:
             match = next((e for e in entries if self._hash_matches(e, kind, resource.hash, compute=True)), None)
             how = "hash" if match else None
