@@ -207,3 +207,16 @@ def test_the_switch_puts_the_next_steps_conditioning_in_the_cfg_batch(sd1):
     tensors = switch(sd1, 1, tensors)  # after call 1: call 2 uses "dog"
     assert torch.equal(tensors["prompt_embeds"][2:], positive.embeds[1].expand(2, -1, -1))
     assert torch.equal(tensors["prompt_embeds"][:2], negative.embeds[0].expand(2, -1, -1))
+
+
+def test_alternation_encodes_each_text_once_with_a1111s_shared_mean(sd1):
+    """`[cat|dog]` at 4 steps: entries cat, dog, cat, dog share tensors; the emphasis mean is the batch's, where A1111
+    counts each entry (duplicates too), so an unweighted variant stays exactly as encoded alone."""
+    alternating = encode_prompt(sd1, "sd1", "a [cat|dog]", 4)
+    assert [text for _, text in alternating.schedule] == ["a cat", "a dog", "a cat", "a dog"]
+    assert alternating.embeds[0] is not alternating.embeds[1]
+    assert torch.equal(alternating.embeds[0], alternating.embeds[2])
+    assert torch.equal(alternating.embeds[0], encode_prompt(sd1, "sd1", "a cat", 4).embeds[0])
+    weighted = encode_prompt(sd1, "sd1", "a [(cat:1.5)|dog]", 4)
+    alone = encode_prompt(sd1, "sd1", "a (cat:1.5)", 4).embeds[0]
+    assert not torch.equal(weighted.embeds[0], alone)  # the mean is restored over both texts together, as A1111

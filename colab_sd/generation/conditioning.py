@@ -211,21 +211,27 @@ def _encode_chunk(encoder, ids, family: str, clip_skip: int, second: bool):
     return _final_norm(encoder)(hidden[-clip_skip]), None
 
 
-def _emphasis(z, weights):
-    """A1111's "Original" emphasis: weight every token vector, then restore the tensor's mean."""
+def _emphasis(z, weights, counts):
+    """A1111's "Original" emphasis: weight every token vector, then restore the mean the batch had before.
+
+    z: (n, 77, C) for n distinct texts; counts: how often each text appears in the schedule (A1111 encodes every
+    schedule entry, duplicates too, in one batch, so each text weighs in the mean as often as it appears).
+    """
     import torch
 
     z32 = z.float()
-    before = z32.mean()
+    share = torch.tensor(counts, dtype=torch.float32, device=z32.device) / sum(counts)
+    before = (z32.mean(dim=(1, 2)) * share).sum()
     z32 = z32 * weights.to(z32.device, torch.float32).unsqueeze(-1)
-    after = z32.mean()
+    after = (z32.mean(dim=(1, 2)) * share).sum()
     if not torch.isfinite(before / after):  # a mean of exactly 0 cannot be restored (untrained layer norms)
         return z32.to(z.dtype)
     return (z32 * (before / after)).to(z.dtype)
 
 
-def _encode_variants(encoder, tokenizer, texts: list[str], family: str, clip_skip: int, second: bool, device):
-    """One encoder over all texts of a prompt (its schedule variants) encoded together, as A1111 does."""
+def _encode_variants(encoder, tokenizer, texts: list[str], counts: list[int], family: str, clip_skip: int,
+                     second: bool, device):
+    """One encoder over the distinct texts of a prompt's schedule, encoded together as A1111 does."""
     import torch
 
     info = TokenizerInfo.of(tokenizer)
@@ -239,7 +245,7 @@ def _encode_variants(encoder, tokenizer, texts: list[str], family: str, clip_ski
         z, pool = _encode_chunk(encoder, ids, family, clip_skip, second)
         if i == 0:
             pooled = pool
-        zs.append(_emphasis(z, weights))
+        zs.append(_emphasis(z, weights, counts))
     return torch.cat(zs, dim=1), pooled
 
 
@@ -253,22 +259,24 @@ def encode_prompt(pipe, family: str, prompt: str, steps: int, clip_skip: int = 1
     import torch
 
     schedule = prompt_schedule(prompt, steps)
-    texts = [text for _, text in schedule]
+    texts = list(dict.fromkeys(text for _, text in schedule))  # alternation repeats texts: encode each once
+    counts = [sum(1 for _, t in schedule if t == text) for text in texts]
     device = getattr(pipe, "_execution_device", None) or pipe.device
     dtype = pipe.text_encoder.dtype if getattr(pipe, "text_encoder", None) is not None else pipe.unet.dtype
     with torch.inference_mode():
-        z, pooled = _encode_variants(pipe.text_encoder, pipe.tokenizer, texts, family, clip_skip, False, device)
+        z, pooled = _encode_variants(pipe.text_encoder, pipe.tokenizer, texts, counts, family, clip_skip, False,
+                                     device)
         if family == "sdxl":
-            z2, pooled = _encode_variants(pipe.text_encoder_2, pipe.tokenizer_2, texts, family, clip_skip, True,
-                                          device)
+            z2, pooled = _encode_variants(pipe.text_encoder_2, pipe.tokenizer_2, texts, counts, family, clip_skip,
+                                          True, device)
             z = torch.cat([z, z2.to(z.dtype)], dim=-1)
         if zero:
             z = torch.zeros_like(z)
             pooled = torch.zeros_like(pooled) if pooled is not None else None
     z = z.to(device=device, dtype=dtype)
-    embeds = [z[i: i + 1] for i in range(len(texts))]
-    pools = [pooled[i: i + 1].to(device=device, dtype=dtype) if pooled is not None else None
-             for i in range(len(texts))]
+    row = [texts.index(text) for _, text in schedule]
+    embeds = [z[i: i + 1] for i in row]
+    pools = [pooled[i: i + 1].to(device=device, dtype=dtype) if pooled is not None else None for i in row]
     return Encoded(schedule, embeds, pools)
 
 
