@@ -115,8 +115,96 @@ def test_missing_component_is_announced_and_refused_offline(zimage, tmp_path, mo
     (lib / "checkpoint").mkdir(parents=True)
     shutil.copyfile(zimage[1]["single"], lib / "checkpoint" / "z.safetensors")
     monkeypatch.setenv("COLAB_SD_HOME", str(lib))
+    # the plan counts the real 4B encoder (16 GB in fp32 on a CPU): give it a machine where that fits
+    from colab_sd.generation import memory_plan
+
+    monkeypatch.setattr(memory_plan.Machine, "detect", classmethod(lambda cls, device: cls("CPU", 0, 64 * 10**9)))
     with pytest.raises(Exception) as err:
         colab_sd.generate(model="z", **SMALL)
     text = str(err.value)
     assert "Qwen3-4B text encoder" in text and "GB" in text and "Comfy-Org/z_image_turbo" in text
     assert "\n" not in text
+
+
+def test_missing_components_are_fetched_from_the_hub_into_the_library(zimage, tmp_path, monkeypatch, hub):
+    """The encoder and VAE come from their public repo (the fake Hub on 127.0.0.1) through colab_sd's
+    downloader, announced with their sizes first, into text_encoder/ and vae/, where the next run finds them."""
+    import shutil
+
+    import huggingface_hub.constants as hf_constants
+
+    from colab_sd.events import Progress
+
+    _, paths, _ = zimage
+    hub.add_repo("Comfy-Org/z_image_turbo", {
+        "split_files/text_encoders/qwen_3_4b.safetensors": paths["text_encoder"].read_bytes(),
+        "split_files/vae/ae.safetensors": paths["vae"].read_bytes()})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    lib = tmp_path / "lib"
+    (lib / "checkpoint").mkdir(parents=True)
+    shutil.copyfile(paths["single"], lib / "checkpoint" / "z.safetensors")
+    monkeypatch.setenv("COLAB_SD_HOME", str(lib))
+    events = []
+    result = colab_sd.generate(model="z", on_event=events.append, **SMALL)
+    assert result.images[0].size == (64, 64)
+    announce = next(i for i, e in enumerate(events) if isinstance(e, Info) and e.message.startswith("fetching "))
+    first_progress = next(i for i, e in enumerate(events) if isinstance(e, Progress))
+    assert announce < first_progress
+    assert "Qwen3-4B text encoder" in events[announce].message and "GB" in events[announce].message
+    assert (lib / "text_encoder" / "qwen_3_4b.safetensors").is_file() and (lib / "vae" / "ae.safetensors").is_file()
+    hits = len(hub.hits("/Comfy-Org/z_image_turbo/resolve/"))
+    CACHE.release()
+    colab_sd.generate(model="z", **SMALL)  # found in the library now: nothing fetched again
+    assert len(hub.hits("/Comfy-Org/z_image_turbo/resolve/")) == hits
+
+
+def test_a_nan_image_is_reported_and_never_saved(zimage, tmp_path):
+    """What fp16 overflow does on a T4: NaN latents. The decode guard raises before any PNG is written."""
+    import torch
+
+    from colab_sd.generation.families.guards import NaNImageError
+
+    colab_sd.generate(model="tiny-zimage", **SMALL)
+    pipe = CACHE.entry.pipe
+    layer = pipe.transformer.all_final_layer["2-1"].linear
+    saved = layer.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            layer.weight.fill_(float("nan"))
+        outputs = tmp_path / "nan-outputs"
+        with pytest.raises(NaNImageError) as err:
+            colab_sd.generate(model="tiny-zimage", outputs_dir=str(outputs), **SMALL)
+        assert "NaN image" in str(err.value) and "nothing was saved" in str(err.value) and "\n" not in str(err.value)
+        assert not outputs.exists() or not list(outputs.rglob("*.png"))
+    finally:
+        with torch.no_grad():
+            layer.weight.copy_(saved)
+
+
+def test_fp16_clamp_hooks_turn_overflow_into_finite_values():
+    import torch
+
+    from colab_sd.generation.families.guards import clamp_fp16
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.feed_forward = torch.nn.Identity()
+
+        def forward(self, x):
+            return self.feed_forward(x) * 2
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.ModuleList([Block()])
+
+        def forward(self, x):
+            return self.layers[0](x)
+
+    net = Net()
+    assert clamp_fp16(net) == 2  # the block and its feed-forward
+    x = torch.tensor([60000.0, float("nan"), -1.0], dtype=torch.float16)
+    out = net(x)
+    assert torch.isfinite(out).all() and out[0] == 65504 and out[1] == 0 and out[2] == -2

@@ -145,6 +145,21 @@ def describe(components: list) -> str:
     return f"{' + '.join(parts)} (about {total:.1f} GB) from {', '.join(repos) or 'nowhere known'}"
 
 
+def remote_size(component, tokens=None) -> int:
+    """The component's size as its source reports it now (what is about to be fetched), else its known size
+    (offline, or no source)."""
+    if not component.repo:
+        return component.size
+    try:
+        from ..sources import resolve
+
+        files = resolve(component.url, tokens).files
+        return int(files[0].size or component.size)
+    except Exception:  # offline or refused: the plan uses the size recorded in the registry
+        log.debug("size of %s not available from its source", component.url, exc_info=True)
+        return component.size
+
+
 def fetch(component, root: Path, on_event: Optional[Callable] = None, tokens=None) -> Path:
     """Download a component into `<root>/<kind>/` through colab_sd's downloader (verified, resumable, with
     progress events); InputError when there is no public source to fetch it from."""

@@ -58,8 +58,10 @@ def parts_for(ref, fam, root, config=None):
         if found is not None:
             c_params, c_stored = components.weights_of(found)
             parts.append(Part(comp.role, c_params, found.stat().st_size, c_stored))
-        else:
-            parts.append(Part(comp.role, comp.params, comp.size, "bf16"))
+        else:  # to be fetched: sized as its source says (params from bytes, bf16 assumed; fp8 files: 1 byte)
+            size = components.remote_size(comp)
+            per = 1 if "fp8" in comp.file else 2
+            parts.append(Part(comp.role, min(comp.params, size / per / 1e9), size, "fp8" if per == 1 else "bf16"))
     return parts
 
 
