@@ -47,13 +47,17 @@ def png_pixels(path) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def assert_same_as_lone_generate(job):
-    """The batch's PNG has the pixels and the parameters text of a lone generate in this process."""
-    lone = colab_sd.generate(job.request.replace(save=False))
-    assert len(job.paths) == len(lone.images)
-    for path, image, text in zip(job.paths, lone.images, lone.parameters):
-        assert np.array_equal(png_pixels(path), np.asarray(image)), f"job {job.index}: pixels differ"
+def assert_same_as_lone_generate(index, request, paths):
+    """The batch's PNGs have the pixels and the parameters text of a lone generate in this process."""
+    lone = colab_sd.generate(request.replace(save=False))
+    assert len(paths) == len(lone.images)
+    for path, image, text in zip(paths, lone.images, lone.parameters):
+        assert np.array_equal(png_pixels(path), np.asarray(image)), f"job {index}: pixels differ"
         assert read_png_parameters(path) == text
+
+
+def assert_job_matches(job):
+    assert_same_as_lone_generate(job.index, job.request, job.paths)
 
 
 def write_jobs(path, lines):
@@ -64,31 +68,34 @@ def write_jobs(path, lines):
 # ---------------------------------------------------------------------------------------------- two workers
 
 
-def test_jsonl_batch_on_two_workers_is_pixel_identical_to_lone_generate(tmp_path):
-    jobs = write_jobs(tmp_path / "jobs.jsonl", [
+def test_jsonl_batch_on_two_workers_is_pixel_identical_to_lone_generate(tmp_path, capsys):
+    """`colab-sd batch JOBS.jsonl --workers 2 --device cpu` with generate options filling what lines leave out."""
+    from colab_sd.cli import main
+
+    lines = [
         {"prompt": "a red house", "seed": 11},
         {"prompt": "a blue tree", "seed": 12, "sampler": "Euler a"},
         {"prompt": "a cat <lora:tiny-kohya:0.8>", "seed": 13, "negative_prompt": "blurry"},
-        {"prompt": "a dog", "seed": 14, "cfg": 5, "steps": 3},  # a line's fields win over the defaults
-    ])
-    events = Collect()
-    result = colab_sd.generate_batch(jobs, workers=2, device="cpu", on_event=events, **SMALL)
-
-    assert result.ok and result.backend == "local" and result.workers == 2
-    assert [job.request.seed for job in result.jobs] == [11, 12, 13, 14]
-    assert result.jobs[3].request.steps == 3 and result.jobs[0].request.steps == 2
-    done = events.of(JobDone)
-    assert sorted(e.index for e in done) == [0, 1, 2, 3]
-    assert {e.worker for e in done} == {0, 1}  # both processes took jobs from the queue
-    assert {e.pid for e in events.of(WorkerState) if e.state == "ready"} - {os.getpid()} == \
-        {e.pid for e in events.of(WorkerState) if e.state == "ready"}  # real processes, not this one
-    steps = events.of(JobStep)
-    assert {(e.index, e.step) for e in steps} >= {(0, 1), (0, 2), (3, 3)} and all(e.device == "cpu" for e in steps)
-    assert events.of(BatchDone)[-1].images == 4
-    for job in result.jobs:
-        assert_same_as_lone_generate(job)
-        note = json.loads(_png_text(job.paths[0])[PROVENANCE_KEY])
-        assert note["job"] == job.index and note["worker"] == job.worker and note["device"] == "cpu"
+        {"prompt": "a dog", "seed": 14, "cfg": 5, "steps": 3},  # a line's fields win over the options
+    ]
+    jobs = write_jobs(tmp_path / "jobs.jsonl", lines)
+    code = main(["batch", str(jobs), "--workers", "2", "--device", "cpu", "--model", "tiny-sd1", "--steps", "2",
+                 "--width", "64", "--height", "64", "--cfg", "6", "--json"])
+    assert code == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    done = {e["index"]: e for e in events if e["status"] == "completed"}
+    assert sorted(done) == [0, 1, 2, 3]
+    assert {e["worker"] for e in done.values()} == {0, 1}  # both processes took jobs from the queue
+    ready = [e for e in events if e.get("state") == "ready"]
+    assert len(ready) == 2 and os.getpid() not in {e["pid"] for e in ready}
+    steps = {(e["index"], e["step"]) for e in events if e["status"] == "progress"}
+    assert steps >= {(0, 1), (0, 2), (3, 3)}
+    assert [e for e in events if e["status"] == "info" and "images" in e][-1]["images"] == 4
+    for index, line in enumerate(lines):
+        request = GenerationRequest(**{**SMALL, "cfg": 6, **line})
+        assert_same_as_lone_generate(index, request, done[index]["paths"])
+        note = json.loads(_png_text(done[index]["paths"][0])[PROVENANCE_KEY])
+        assert note["job"] == index and note["worker"] == done[index]["worker"] and note["device"] == "cpu"
 
 
 def _png_text(path) -> dict:
@@ -125,8 +132,8 @@ def test_a_killed_worker_loses_only_its_job_which_runs_again_elsewhere(tmp_path)
     assert [e.retry for e in events.of(JobFailed)] == [True]
     for done_index in before:  # what the dead worker had finished is still there, untouched
         assert result.jobs[done_index].status == "done" and result.jobs[done_index].paths[0].endswith(".png")
-    assert_same_as_lone_generate(retried)
-    assert_same_as_lone_generate(result.jobs[before[0]])
+    assert_job_matches(retried)
+    assert_job_matches(result.jobs[before[0]])
 
 
 def test_cancel_stops_every_worker_and_keeps_finished_images(tmp_path):
@@ -164,7 +171,7 @@ def test_one_worker_runs_here_and_matches_lone_generate():
     assert result.backend == "inline" and result.ok and [j.request.seed for j in result.jobs] == [5, 6]
     assert {e.pid for e in events.of(WorkerState)} == {os.getpid()}
     for job in result.jobs:
-        assert_same_as_lone_generate(job)
+        assert_job_matches(job)
 
 
 def test_bad_jobs_fail_before_any_worker_starts(tmp_path):

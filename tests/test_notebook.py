@@ -54,3 +54,37 @@ def test_notebook_executes_and_renders_the_app(tmp_path, monkeypatch):
     # launch() laid out the models folder that COLAB_SD_HOME names.
     assert sorted(p.name for p in models.iterdir() if p.is_dir()) == sorted(
         ["checkpoint", "lora", "vae", "embedding", "controlnet", "upscaler", "text_encoder", "other"])
+
+
+def test_the_same_cell_runs_on_a_simulated_kaggle(tmp_path, monkeypatch):
+    """Kaggle's variables, folders under tmp, its secrets client (a fake with the real error classes): the one cell
+    picks /kaggle/temp/models, the Kaggle secret, and does not try to mount Google Drive."""
+    from test_hosts import FAKE_KAGGLE_SECRETS
+
+    site, root = tmp_path / "site", tmp_path / "kaggle"
+    site.mkdir()
+    (site / "kaggle_secrets.py").write_text(FAKE_KAGGLE_SECRETS)
+    (root / "working").mkdir(parents=True)
+    state = tmp_path / "kaggle_state.json"
+    state.write_text(json.dumps({"attached": {"CIVITAI_TOKEN": "kaggle-notebook-secret-123456"}}))
+    for key, value in {"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "KAGGLE_URL_BASE": "https://www.kaggle.com",
+                       "KAGGLE_USER_SECRETS_TOKEN": "jwt-for-tests", "COLAB_SD_KAGGLE_ROOT": str(root),
+                       "FAKE_KAGGLE_STATE": str(state), "PYTHONPATH": str(site),
+                       "COLAB_SD_INSTALL_FROM": str(ROOT), "PIP_NO_INDEX": "1"}.items():
+        monkeypatch.setenv(key, value)
+    for key in ("COLAB_SD_HOME", "COLAB_SD_OUTPUTS", "CIVITAI_TOKEN", "CIVITAI_API_TOKEN", "CIVITAI_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells[1].source = nb.cells[1].source.replace("use_google_drive = False", "use_google_drive = True")
+    client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3", store_widget_state=True,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+
+    outputs = nb.cells[1].outputs
+    assert not [o for o in outputs if o.output_type == "error"]
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "Google Drive is Colab's: on Kaggle" in printed
+    text = json.dumps(nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"], ensure_ascii=False)
+    assert str(root / "temp" / "models") in text
+    assert "from Kaggle secret CIVITAI_TOKEN" in text and "kaggle-notebook-secret" not in text
+    assert (root / "temp" / "models" / "checkpoint").is_dir()

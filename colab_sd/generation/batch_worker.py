@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import time
 from typing import Callable, Optional
@@ -106,6 +107,9 @@ def worker_main(rank: int, device: str, threads: int, conn, stop_raw, outputs_di
 
     Messages to the parent: ("ready", pid, device), ("step", index, step, total, image), ("result", index, dict).
     """
+    # Ctrl-C in a terminal reaches the whole process group; the parent decides (it sets the cancel flag), so a
+    # worker finishes its step and reports instead of dying with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if device.startswith("cuda:"):
         # This process sees only its GPU, as cuda:0; nothing has touched CUDA yet in a freshly spawned process.
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
