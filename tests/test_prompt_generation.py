@@ -73,6 +73,7 @@ def test_negative_prompt_editing_switches_too():
 
 def test_a_trailing_weight_scales_the_guidance_as_composable_diffusion_does():
     assert same(run(prompt="a cat :0.5", cfg=7.0), run(prompt="a cat", cfg=3.5))
+    assert same(run(prompt="a cat:1"), run(prompt="a cat"))  # the `:1` is a weight, not text, as in A1111
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -184,3 +185,10 @@ def test_no_notes_about_tokens_or_emphasis_any_more():
     collect = Collect()
     run(prompt=", ".join(["a red cat"] * 40) + " (blue:1.3)", on_event=collect)
     assert not [e.message for e in collect.of(Info) if "token" in e.message or "emphasis" in e.message]
+
+
+def test_and_in_a_negative_prompt_stays_text():
+    """A1111 splits only positive prompts on AND; in a negative it is a word, so nothing is refused there."""
+    assert run(prompt="a cat", negative_prompt="blurry AND ugly").images[0].size == (64, 64)
+    with pytest.raises(InputError, match="composable diffusion"):
+        run(prompt="a cat AND a dog")

@@ -206,7 +206,7 @@ def _composable(prompt: str, cfg: float) -> tuple[str, float]:
         raise InputError("AND in a prompt is A1111's composable diffusion, which colab_sd does not do: write the "
                          "parts as one prompt, or spell the word in lower case (\"and\") if it is just a word")
     text, weight = parts[0]
-    return (text, cfg * weight) if weight != 1.0 else (prompt, cfg)
+    return text, cfg * weight  # as A1111, the text without its `:w` (and trailing spaces), even when w is 1
 
 
 def _load(job: _Job, device: str, dtype):
