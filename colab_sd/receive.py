@@ -26,7 +26,8 @@ from .hashing import file_sha256
 from .partfile import PartState, Target
 from .place import place, sha256_mismatch
 from .remote import FetchResult
-from .segments import NoRanges, PrefixHasher, SegmentPlan, SegmentRunner
+from .segment_runner import NoRanges, SegmentRunner
+from .segments import PrefixHasher, SegmentPlan
 
 log = logging.getLogger("colab_sd.transfer")
 
@@ -196,6 +197,10 @@ def _write(dl, resp, target: Target, offset: int, total: Optional[int], head: by
 
 def _on_416(dl, resp, target: Target, state: Optional[PartState], offset: int) -> FetchResult:
     _, _, total = parse_content_range(resp.headers.get("Content-Range"))
+    if offset == 0:  # "bytes=0-" is unsatisfiable only for an empty file (RFC 9110 14.1.2): never retry that
+        target.discard()
+        target.part.touch()  # an empty config file is a file; an empty "model" is refused by finish
+        return finish(dl, target, 0, 0, hashlib.sha256().hexdigest())
     if state is not None:
         check_same_version(resp.headers, state.validator, state.total, total)
         total = total if total is not None else state.total
