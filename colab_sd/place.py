@@ -19,13 +19,30 @@ from .hashing import file_sha256
 from .remote import FetchResult
 
 
+SIDECAR = ".json"  # `<file>.json` beside every model (library.SIDECAR_SUFFIX): its name belongs to that file
+
+
+def sidecar_clash(path: Path) -> bool:
+    """True when a file placed at `path` would share a name with a sidecar: `path.json` is another
+    downloaded file (it has a sidecar of its own), or `path` is the sidecar slot of an existing file.
+    Either way writing one would destroy the other, so such a name counts as taken."""
+    slot = path.with_name(path.name + SIDECAR)
+    if os.path.lexists(slot) and os.path.lexists(slot.with_name(slot.name + SIDECAR)):
+        return True
+    return path.name.endswith(SIDECAR) and os.path.isfile(path.with_name(path.name[:-len(SIDECAR)]))
+
+
+def _taken(path: Path) -> bool:
+    return os.path.lexists(path) or sidecar_clash(path)
+
+
 def distinct(path: Path) -> Path:
-    """`path`, or the first free `stem-N.ext` beside it (N from 2)."""
-    if not os.path.lexists(path):
+    """`path`, or the first free `stem-N.ext` beside it (N from 2); a name whose sidecar slot clashes is not free."""
+    if not _taken(path):
         return path
     stem, dot, ext = path.name.partition(".")
     n = 2
-    while os.path.lexists(path.with_name(f"{stem}-{n}{dot}{ext}")):
+    while _taken(path.with_name(f"{stem}-{n}{dot}{ext}")):
         n += 1
     return path.with_name(f"{stem}-{n}{dot}{ext}")
 
@@ -49,6 +66,11 @@ def place(src: Path, final: Path, sha: Optional[str], emit: Listener, job: Optio
         other = distinct(final)
         emit(Info(f"{final.parent.name}/{final.name} already exists with other contents; this download is "
                   f"saved as {other.name} (the existing file is untouched)", job=job))
+        final = other
+    elif sidecar_clash(final):
+        other = distinct(final)
+        emit(Info(f"{final.name} would share its name with another model's sidecar (.json); this download is "
+                  f"saved as {other.name}", job=job))
         final = other
     os.replace(src, final)
     return final, False

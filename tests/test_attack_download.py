@@ -1,0 +1,138 @@
+"""Faults found by attacking the download and CivitAI halves from outside (a fresh pair of eyes, after issue 13):
+each input ran against a real local server, failed before its fix, and holds now."""
+import hashlib
+import os
+
+import pytest
+
+import colab_sd
+from colab_sd import events as ev
+from colab_sd.errors import ColabSDError, DownloadError
+from colab_sd.remote import RemoteFile
+from colab_sd.transfer import TransferOptions, fetch
+from servers import Route, send
+
+FAST = TransferOptions(stall_timeout=2.0, connect_timeout=2.0, backoff_base=0.01, backoff_cap=0.1, retries=2,
+                       chunk_size=64 * 1024)
+
+
+def one_line(err) -> str:
+    text = str(err)
+    assert text and "\n" not in text and "Traceback" not in text
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- file vs sidecar
+
+
+def test_a_model_named_like_another_models_sidecar_is_never_overwritten(server, models):
+    """A server names its file `x.safetensors.json`; a later download is `x.safetensors`, whose sidecar
+    `x.safetensors.json` used to overwrite the first model's bytes. A name whose sidecar slot is another
+    file is taken: the newcomer gets a distinct name, both files and both sidecars survive."""
+    first, second = os.urandom(3000), os.urandom(4000)
+    server.route("/a", Route(body=first, disposition='attachment; filename="x.safetensors.json"'))
+    server.route("/b", Route(body=second, disposition='attachment; filename="x.safetensors"'))
+    got_first = colab_sd.download(server.url("/a"), models_dir=models, kind="other")
+    got_second = colab_sd.download(server.url("/b"), models_dir=models, kind="other")
+    assert got_first.read_bytes() == first
+    assert got_second.read_bytes() == second
+    assert got_second.name != "x.safetensors"
+    assert (got_second.parent / (got_second.name + ".json")).is_file()
+    assert got_first.read_bytes() == first  # still the model, not a sidecar
+
+
+def test_a_sidecar_name_after_its_model_gets_a_distinct_name(server, models):
+    """The other order: `x.safetensors` (and its sidecar) first, then a file served as `x.safetensors.json`."""
+    model, other = os.urandom(3000), os.urandom(2500)
+    server.route("/m", Route(body=model, disposition='attachment; filename="x.safetensors"'))
+    server.route("/j", Route(body=other, disposition='attachment; filename="x.safetensors.json"'))
+    got_model = colab_sd.download(server.url("/m"), models_dir=models, kind="other")
+    got_other = colab_sd.download(server.url("/j"), models_dir=models, kind="other")
+    assert got_other.name != "x.safetensors.json" and got_other.read_bytes() == other
+    assert got_model.read_bytes() == model
+    assert '"sha256"' in (got_model.parent / "x.safetensors.json").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- empty file, 416
+
+
+def test_an_empty_file_behind_a_range_honouring_cdn_is_one_error_at_once(server, tmp_path):
+    """A CDN answers `Range: bytes=0-` on an empty object with 416 `bytes */0`: that means "empty", not
+    "your partial file does not fit" (which was retried 9 times and then said so)."""
+    server.route("/empty.safetensors", Route(body=b""))
+    with pytest.raises(DownloadError, match="empty file") as info:
+        fetch(RemoteFile(url=server.url("/empty.safetensors")), tmp_path, options=FAST)
+    one_line(info.value)
+    assert len(server.hits("/empty.safetensors")) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_empty_config_behind_a_range_honouring_cdn_is_saved(server, tmp_path):
+    server.route("/notes.txt", Route(body=b""))
+    result = fetch(RemoteFile(url=server.url("/notes.txt")), tmp_path, options=FAST)
+    assert result.path.name == "notes.txt" and result.path.read_bytes() == b""
+    assert result.sha256 == hashlib.sha256(b"").hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- unreadable answers
+
+
+def test_a_server_with_too_many_headers_is_one_line_without_retries(server, tmp_path):
+    """More than http.client's 100 headers was retried 9 times as "cannot reach 127.0.0.1"."""
+    def many_headers(h):
+        h.send_response(200)
+        for i in range(150):
+            h.send_header(f"X-Filler-{i}", "a")
+        h.send_header("Content-Length", "4")
+        h.end_headers()
+        h.wfile.write(b"data")
+
+    server.route("/many.bin", Route(handler=many_headers))
+    with pytest.raises(DownloadError, match="malformed answer") as info:
+        fetch(RemoteFile(url=server.url("/many.bin")), tmp_path, options=FAST)
+    one_line(info.value)
+    assert len(server.hits("/many.bin")) == 1
+    assert not any(p.name == "many.bin" for p in tmp_path.iterdir())
+
+
+def test_a_header_line_too_long_is_one_line_without_retries(server, tmp_path):
+    def long_line(h):
+        h.send_response(200)
+        h.send_header("X-Long", "a" * 70000)
+        h.send_header("Content-Length", "4")
+        h.end_headers()
+        h.wfile.write(b"data")
+
+    server.route("/long.bin", Route(handler=long_line))
+    with pytest.raises(ColabSDError) as info:
+        fetch(RemoteFile(url=server.url("/long.bin")), tmp_path, options=FAST)
+    assert "malformed answer" in one_line(info.value)
+    assert len(server.hits("/long.bin")) == 1
+
+
+def test_redirect_without_location_is_one_line(server, tmp_path):
+    server.route("/noloc", Route(handler=lambda h: send(h, 302, b"moved")))
+    with pytest.raises(ColabSDError) as info:
+        fetch(RemoteFile(url=server.url("/noloc")), tmp_path, options=FAST)
+    one_line(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- CivitAI endpoint
+
+
+@pytest.mark.parametrize("suffix", ["/", "/api/v1", "/api/v1/", "/api"])
+def test_civitai_endpoint_given_as_the_api_base_still_works(civitai, models, monkeypatch, suffix):
+    """`CIVITAI_ENDPOINT=https://civitai.com/api/v1` (how many tools document it) asked `/api/v1/api/v1/…` and
+    said the model "does not exist or was removed"."""
+    from fakes.civitai import FakeFile
+
+    data = os.urandom(5000)
+    civitai.add_version(model_id=7, version_id=71, model_name="Lantern", model_type="LORA",
+                        files=[FakeFile(701, "lantern.safetensors", data)])
+    monkeypatch.setenv("CIVITAI_ENDPOINT", civitai.base + suffix)
+    path = colab_sd.download("https://civitai.com/models/7", models_dir=models)
+    assert path.name == "lantern.safetensors" and path.read_bytes() == data
+    from colab_sd.accounts import civitai_endpoint
+
+    assert civitai_endpoint() == civitai.base
