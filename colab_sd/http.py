@@ -7,6 +7,7 @@ host a redirect leads to (signed storage URLs must not see a CivitAI or Hub toke
 from __future__ import annotations
 
 import json
+import http.client
 import logging
 import re
 import time
@@ -83,6 +84,11 @@ def _unreachable(url: str, err: BaseException) -> Exception:
     text = " ".join(f"{type(e).__name__} {e}" for e in chain)
     if "NameResolutionError" in text or "gaierror" in text or "Name or service not known" in text:
         return DownloadError(f"cannot find the host {host}: check the URL (and the internet connection)")
+    if any(isinstance(e, http.client.LineTooLong) or type(e) is http.client.HTTPException for e in chain):
+        # Over-long lines or more than http.client's 100 headers: the server's answer is not one we can read,
+        # and asking again gets the same answer.
+        return DownloadError(f"{host} sent a malformed answer ({short(chain[-1])}); the file cannot be "
+                             "downloaded from this server")
     if "ConnectionRefused" in text or "Connection refused" in text:
         return Retryable(f"{host} refused the connection", attempts=REFUSED_ATTEMPTS)
     return Retryable(f"cannot reach {host}: {short(err)}")
