@@ -40,7 +40,9 @@ def _secret_value(token: Token | Secret | str) -> str:
 
 
 def civitai_endpoint() -> str:
-    return (os.environ.get("CIVITAI_ENDPOINT") or CIVITAI_DEFAULT).rstrip("/")
+    from .civitai.client import endpoint_override  # one reading of $CIVITAI_ENDPOINT (also its /api/v1 form)
+
+    return endpoint_override() or CIVITAI_DEFAULT
 
 
 def check_civitai(token: Token | Secret | str, *, endpoint: Optional[str] = None, timeout: float = TIMEOUT) -> Account:

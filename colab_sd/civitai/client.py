@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import logging
 import threading
 import time
@@ -48,10 +49,16 @@ BAD_TOKEN = ("CivitAI rejected the API token ({origin}): check CIVITAI_TOKEN or 
 
 
 def endpoint_override() -> Optional[str]:
-    """`$CIVITAI_ENDPOINT` without a trailing slash, or None."""
+    """`$CIVITAI_ENDPOINT` as a site base (`https://host[/prefix]`, no trailing slash), or None.
+
+    Many tools document the variable as the API base (`https://civitai.com/api/v1`): that form is read
+    as its site, since every path here (`/api/v1/…`, `/api/download/…`) is built from the site base."""
     from ..sources.hosts import env_endpoint  # lazy: sources imports this module
 
-    return env_endpoint("CIVITAI_ENDPOINT")
+    value = env_endpoint("CIVITAI_ENDPOINT")
+    if value:
+        value = re.sub(r"(/api(/v1)?)+$", "", value, flags=re.IGNORECASE).rstrip("/") or value
+    return value
 
 
 def is_civitai_host(url: str) -> bool:
