@@ -136,3 +136,18 @@ def test_civitai_endpoint_given_as_the_api_base_still_works(civitai, models, mon
     from colab_sd.accounts import civitai_endpoint
 
     assert civitai_endpoint() == civitai.base
+
+
+# ---------------------------------------------------------------------------------------------- CLI usage errors
+
+
+@pytest.mark.parametrize("option", [["--limit", "0"], ["--limit", "500"], ["--sort", "banana"], ["--nsfw", "banana"],
+                                    ["--type", "banana"], ["--period", "banana"]])
+def test_search_option_errors_are_usage_errors(option, capsys):
+    """A bad search option exited 1 (a failure) where README promises 2 for usage errors (as `download --type`).
+    Checked before any request: no server is needed."""
+    from colab_sd import cli
+
+    assert cli.main(["search", "x", *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("colab-sd: error:") and err.count("\n") == 1

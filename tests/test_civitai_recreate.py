@@ -189,5 +189,5 @@ def test_cli_search(gallery, civitai, capsys):
     assert cli.main(["search", "", "--sort", "newest", "--limit", "2"]) == 0
     captured = capsys.readouterr()
     assert "Video Motion" in captured.out and "--cursor 2" in captured.err
-    assert cli.main(["search", "x", "--nsfw", "spicy"]) == 1
+    assert cli.main(["search", "x", "--nsfw", "spicy"]) == 2  # a usage error, as README says
     assert "unknown content level" in capsys.readouterr().err

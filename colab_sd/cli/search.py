@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 
-from .common import EXIT_OK
+from ..errors import InputError
+from .common import EXIT_OK, EXIT_USAGE, fail
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -40,8 +41,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ..civitai import Client, SearchQuery, search
 
-    query = SearchQuery.build(args.query, types=args.types, base_models=args.bases, sort=args.sort,
-                              period=args.period, level=args.level, limit=args.limit, cursor=args.cursor)
+    try:  # a bad --type/--sort/--period/--nsfw/--limit is a usage error (exit 2), as argparse's own
+        query = SearchQuery.build(args.query, types=args.types, base_models=args.bases, sort=args.sort,
+                                  period=args.period, level=args.level, limit=args.limit, cursor=args.cursor)
+    except InputError as err:
+        fail(err)
+        return EXIT_USAGE
     page = search(Client(), query)
     rows = []
     for card in page.cards:
