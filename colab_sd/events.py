@@ -211,6 +211,10 @@ class TqdmBar:
                     bar.set_description_str(event.name[-40:], refresh=False)  # the name, once known, not the link
                 if event.total is not None and bar.total != event.total:
                     bar.total = event.total
+                if bar.n == 0 and not bar.initial and event.downloaded > 0:
+                    # The first bytes seen: on a resume that is the whole .part, there in no time. tqdm's rate is
+                    # (n - initial) / elapsed, so they count as the start, not as GB/s of speed.
+                    bar.initial, bar.start_t = event.downloaded, bar._time()
                 bar.n = event.downloaded
                 bar.refresh()
             elif isinstance(event, Info):
