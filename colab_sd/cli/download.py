@@ -101,6 +101,8 @@ def run(args) -> int:
         except ColabSDError as err:
             failures += 1
             fail(err)
+        except BrokenPipeError:  # the reader of --json went away: main() ends quietly
+            raise
         except Exception as err:  # an unexpected bug: one line, traceback only with --verbose
             failures += 1
             logging.getLogger("colab_sd").debug("unexpected error", exc_info=True)

@@ -6,13 +6,14 @@ Adding a command: write `colab_sd/cli/<name>.py` with `add_parser(subparsers) ->
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional
 
 from .._version import __version__
 from ..errors import ColabSDError
 from . import app, batch, download, generate, info, models, recreate, search, upscale
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, fail, setup_logging
+from .common import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, fail, setup_logging
 
 # Commands in help order: one line each.
 COMMANDS = [
@@ -45,7 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run `colab-sd` with `argv` (default: sys.argv[1:]); returns the exit status (0, 1, 2 usage, 130)."""
+    """Run `colab-sd` with `argv` (default: sys.argv[1:]); returns the exit status (0, 1, 2 usage, 130 interrupted,
+    141 when the reader of stdout went away, as in `colab-sd info *.png | head`)."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # output still buffered meets a closed pipe here, not at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """The reader closed early: end quietly, as `yes | head` does. Python's own flush at exit would hit the closed
+    pipe again and print 'Exception ignored ... BrokenPipeError', so stdout now points at devnull (the recipe of
+    the Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (captured in tests)
+        pass
+
+
+def _run(argv: Optional[list[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
