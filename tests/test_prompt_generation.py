@@ -19,7 +19,7 @@ from colab_sd.errors import InputError  # noqa: E402
 from colab_sd.events import Collect, Info  # noqa: E402
 from colab_sd.generation import load_count, parse_parameters, read_png_parameters  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 SMALL = dict(steps=4, width=64, height=64, seed=99, sampler="Euler")
 
 
