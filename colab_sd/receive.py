@@ -48,7 +48,11 @@ def receive(dl, resp: requests.Response, target: Target, state: Optional[PartSta
         head = _first_bytes(resp, dl.options.chunk_size, packed, rule)
         _refuse_page(dl, resp, target, head, packed)
         _check_space(target, total, offset)
-        if packed or resp.status_code != 206 or dl.single_only or dl.options.connections_for(total) == 1:
+        if packed or resp.status_code != 206 or dl.single_only or dl.options.connections_for(total) == 1 \
+                or not (validator or dl.expected_sha):
+            # Without a version tag (ETag / Last-Modified) or a known sha256, ranges fetched over several
+            # connections could come from two versions of a file that changes meanwhile, and nothing would
+            # notice the mix: one stream is one version.
             return _single(dl, resp, head, target, offset, total, validator, packed)
         return _segmented(dl, resp, head, target, offset, total, validator, state)
     except Changed:

@@ -173,3 +173,38 @@ def test_the_bar_after_a_resume_does_not_show_the_part_as_speed():
     shown = out.getvalue()
     assert "m.safetensors" in shown and "1.00G/3.00G" in shown
     assert "GB/s" not in shown and "TB/s" not in shown
+
+
+# ---------------------------------------------------------------------------------------------- two versions
+
+
+def test_no_validator_means_no_mix_of_two_versions(server, tmp_path):
+    """A server with no ETag / Last-Modified whose file changes after the first request: its segments came
+    from both versions and the mix was saved under the final name (no hash to catch it). Without a version
+    tag or a known sha256 the file comes over one stream: one version, whole."""
+    import re
+    import threading
+
+    old, new = os.urandom(600_000), os.urandom(600_000)
+    seen, lock = [0], threading.Lock()
+
+    def changing(h):
+        with lock:
+            seen[0] += 1
+            body = old if seen[0] == 1 else new
+        m = re.match(r"bytes=(\d+)-(\d*)", h.headers.get("Range") or "")
+        start = int(m.group(1)) if m else 0
+        end = int(m.group(2)) if m and m.group(2) else len(body) - 1
+        piece = body[start:end + 1]
+        h.send_response(206 if m else 200)
+        if m:
+            h.send_header("Content-Range", f"bytes {start}-{end}/{len(body)}")
+        h.send_header("Accept-Ranges", "bytes")
+        h.send_header("Content-Length", str(len(piece)))
+        h.end_headers()
+        h.wfile.write(piece)
+
+    server.route("/changing.bin", Route(handler=changing))
+    wide = FAST.replace(segment_min=64 * 1024, connections=4, chunk_size=16 * 1024)
+    result = fetch(RemoteFile(url=server.url("/changing.bin")), tmp_path, options=wide)
+    assert result.path.read_bytes() in (old, new)
