@@ -375,3 +375,80 @@ def _civitai_loop(lab, civitai_accounts, page, tiny, site, FakeFile, FakeImage):
     # The token (if the Tokens panel holds one) reached the API only as a header; the CDN never saw credentials.
     assert site.cdn.auth_seen == 0 and site.cdn.requests
     assert all("token=" not in r["full_path"] for r in civitai_accounts.requests + site.cdn.requests)
+
+
+def test_second_pass_hires_img2img_mask_painting_upscale(lab, page, tiny):
+    """Generate panel's second pass in a real browser: the hires row, Send to img2img, a mask painted with the
+    mouse on the ipycanvas canvas (JupyterLab renders it), inpaint, and Upscale on a gallery image."""
+    with evidence_on_failure(page, "second-pass"):
+        _second_pass_loop(lab, page, tiny)
+
+
+def _second_pass_loop(lab, page, tiny):
+    checkpoint = lab["models"] / "checkpoint" / "tiny-sd1.safetensors"
+    if not checkpoint.exists():  # run alone: the checkpoint the download loop would have fetched
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny / "checkpoint" / "tiny-sd1.safetensors", checkpoint)
+    if not output(page).locator(".lm-TabBar-tab", has_text="Generate").count():
+        page.goto(f"{lab['url']}/lab/tree/colab_sd.ipynb?token={lab['token']}")
+        page.wait_for_selector(".jp-Notebook .jp-CodeCell")
+        run_the_cell(page)
+        output(page).locator(".lm-TabBar-tab", has_text="Generate").wait_for(timeout=180_000)
+    out = output(page)
+    open_tab(page, "Generate")
+    visible = lambda kind, label: out.locator(f".{kind}:visible", has_text=label).first  # noqa: E731
+    visible("widget-textarea", "Prompt").locator("textarea").fill("a photo of a cat")
+    visible("widget-dropdown", "Size").locator("select").select_option("Custom")
+    for name, value in (("Width", "64"), ("Height", "64"), ("Seed", "5")):
+        visible("widget-text", name).locator("input").fill(value)
+        visible("widget-text", name).locator("input").press("Tab")
+    handle = visible("widget-slider", "Steps").locator(".noUi-handle, .ui-slider-handle").first
+    handle.click()
+    handle.press("Home")  # 1 step…
+    handle.press("ArrowRight")  # …2: the tiny model needs no more, and the hires pass runs 2 as well
+
+    # Hires fix: open the collapsed row, turn it on (×2, Latent), generate: a 128² image.
+    out.locator(".p-Collapse-header:visible, .lm-Collapse-header:visible, .jupyter-widget-Collapse-header:visible",
+                has_text="Hires fix").first.click()
+    out.locator(".widget-checkbox:visible", has_text="Hires fix").locator("input").check()
+    shot(page, "08-hires-row")
+    out.locator("button:visible", has_text="Generate").first.click()
+    out.get_by_text("✓ 1 image · seed 5").wait_for(timeout=180_000)
+    first = out.locator(".widget-image:visible").first
+    first.scroll_into_view_if_needed()
+    assert first.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [128, 128]
+    assert "Hires upscale: 2" in out.inner_text()
+    out.locator(".widget-checkbox:visible", has_text="Hires fix").locator("input").uncheck()
+
+    # Send to img2img, paint a mask with the mouse, inpaint.
+    out.locator("button:visible", has_text="Send to img2img").first.click()
+    out.get_by_text("init image 128×128").wait_for()
+    visible("widget-text", "Width").locator("input").fill("128")
+    visible("widget-text", "Height").locator("input").fill("128")
+    visible("widget-text", "Height").locator("input").press("Tab")
+    out.locator("button:visible", has_text="Paint mask").first.click()
+    canvas = out.locator("canvas:visible").last
+    canvas.wait_for(timeout=30_000)
+    canvas.evaluate("el => el.scrollIntoView({block: 'center'})")
+    box = canvas.bounding_box()
+    hit = page.evaluate("([x, y]) => document.elementFromPoint(x, y).tagName",
+                        [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2])
+    assert hit == "CANVAS", f"the mouse would land on a {hit}, not on the canvas"
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.6, steps=8)
+    page.mouse.up()
+    out.get_by_text("of the image painted").wait_for(timeout=30_000)  # the strokes reached the kernel's mask
+    shot(page, "09-mask-painted")
+    out.locator("button:visible", has_text="Generate").first.click()
+    out.get_by_text("✓ 1 image · seed 5").wait_for(timeout=180_000)
+    page.wait_for_function("() => document.body.innerText.includes('Mask blur: 4')", timeout=60_000)
+
+    # Upscale the newest gallery image (×2 with Lanczos, the latent mode's stand-in outside hires fix).
+    out.locator("button:visible", has_text="Upscale").first.click()
+    out.get_by_text("✓ upscaled to 256×256").wait_for(timeout=120_000)
+    widths = out.locator(".widget-image:visible").evaluate_all("imgs => imgs.map(img => img.naturalWidth)")
+    assert 256 in widths, widths  # the upscaled image joined the gallery (the init preview is another image)
+    out.locator(".widget-image:visible").nth(widths.index(256)).evaluate(
+        "el => el.scrollIntoView({block: 'start'})")
+    shot(page, "10-upscaled")

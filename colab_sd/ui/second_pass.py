@@ -80,9 +80,11 @@ class MaskPainter:
 
     def __init__(self):
         self.canvas = None
+        self.shown = None
         self.mask = None
         self.scale = 1.0
         self.down = False
+        self.last = (0.0, 0.0)
         self.brush = widgets.IntSlider(value=24, min=2, max=128, description="Brush", style=_label())
         self.clear = widgets.Button(description="Clear mask", icon="eraser")
         self.clear.on_click(lambda _: self.reset())
@@ -108,15 +110,15 @@ class MaskPainter:
                                       "(white = repaint).", "warn")
             self.widget.children = [self.note]
             return
-        from ipycanvas import MultiCanvas
+        from ipycanvas import Canvas
 
         _third_party_widgets()
         self.scale = CANVAS_SIDE / max(image.size)
         w, h = int(image.width * self.scale), int(image.height * self.scale)
-        self.canvas = MultiCanvas(2, width=w, height=h, layout=widgets.Layout(width=f"{w}px", height=f"{h}px"))
-        self.canvas[0].draw_image(_image_widget(image.resize((w, h))), 0, 0)
-        self.canvas[1].fill_style = "rgba(255, 255, 255, 0.6)"
-        # the MultiCanvas gets the mouse (its layers are stacked under one element); the top layer gets the paint
+        self.shown = _image_widget(image.resize((w, h)))
+        self.canvas = Canvas(width=w, height=h, layout=widgets.Layout(width=f"{w}px", height=f"{h}px"))
+        self.canvas.draw_image(self.shown, 0, 0)
+        self.canvas.fill_style = "rgba(255, 255, 255, 0.6)"
         self.canvas.on_mouse_down(self._down)
         self.canvas.on_mouse_move(self._move)
         self.canvas.on_mouse_up(lambda x, y: setattr(self, "down", False))
@@ -125,30 +127,46 @@ class MaskPainter:
 
     def _down(self, x, y) -> None:
         self.down = True
+        self.last = (x, y)
         self.dab(x, y)
 
     def _move(self, x, y) -> None:
-        if self.down:
-            self.dab(x, y)
+        if not self.down:
+            return
+        # mouse moves arrive tens of px apart: dabs every quarter brush along the way make one stroke
+        (x0, y0), spacing = self.last, max(1.0, self.brush.value / 4)
+        count = max(1, int(((x - x0) ** 2 + (y - y0) ** 2) ** 0.5 / spacing))
+        from ipycanvas import hold_canvas
 
-    def dab(self, x: float, y: float) -> None:
+        with hold_canvas(self.canvas):  # one message to the browser for the whole run of dabs
+            for i in range(1, count + 1):
+                self.dab(x0 + (x - x0) * i / count, y0 + (y - y0) * i / count, report=i == count)
+        self.last = (x, y)
+
+    def dab(self, x: float, y: float, report: bool = True) -> None:
         """One brush dab at canvas (x, y): drawn on the canvas and written into the mask at image scale."""
         import numpy as np
 
         radius = self.brush.value / 2
         if self.canvas is not None:
-            self.canvas[1].fill_circle(x, y, radius)
+            self.canvas.fill_circle(x, y, radius)
         if self.mask is None:
             return
         cx, cy, r = x / self.scale, y / self.scale, radius / self.scale
         ys, xs = np.ogrid[: self.mask.shape[0], : self.mask.shape[1]]
         self.mask[(xs - cx) ** 2 + (ys - cy) ** 2 <= r * r] = 1.0
+        if not report:
+            return
+        share = float(self.mask.mean()) * 100
+        self.note.value = message(f"mask: {share:.1f} % of the image painted", "muted")
 
     def reset(self) -> None:
         if self.mask is not None:
             self.mask[:] = 0
         if self.canvas is not None:
-            self.canvas[1].clear()
+            self.canvas.clear()
+            self.canvas.draw_image(self.shown, 0, 0)
+        self.note.value = message("mask cleared", "muted")
 
     def value(self):
         return self.mask if self.mask is not None and self.mask.any() else None
@@ -310,6 +328,7 @@ class SecondPassControls:
         upscale.on_click(lambda _: self.upscale(item))
         item.actions = widgets.HBox([send, upscale])
         box = item.widget.children[1]  # the text column beside the thumbnail
+        box.layout.flex_flow, box.layout.align_items = "column", "flex-start"  # buttons under the text, not squeezed
         box.children = tuple(box.children) + (item.actions,)
 
     def send_to_img2img(self, item) -> None:
