@@ -115,8 +115,9 @@ def sanitize(name: str) -> str:
         return ""
     # A leading dash reads as an option to every shell command the user may run on the file.
     name = re.sub(r"^-+", lambda m: "_" * len(m.group(0)), name)
-    stem, dot, ext = name.rpartition(".")
-    if (stem if dot else name).lower() in _WINDOWS_RESERVED:
+    # Windows (a Drive synced to a PC) reserves the device names whatever follows the first dot, and
+    # ignores spaces before it: `CON.tar.gz` and `con .safetensors` are reserved as much as `CON.safetensors`.
+    if name.split(".", 1)[0].rstrip(" ").lower() in _WINDOWS_RESERVED:
         name = "_" + name
     if name.lower().endswith(_TEMP_SUFFIXES):  # our own temp names are never a final name
         name += "_"

@@ -208,3 +208,17 @@ def test_no_validator_means_no_mix_of_two_versions(server, tmp_path):
     wide = FAST.replace(segment_min=64 * 1024, connections=4, chunk_size=16 * 1024)
     result = fetch(RemoteFile(url=server.url("/changing.bin")), tmp_path, options=wide)
     assert result.path.read_bytes() in (old, new)
+
+
+# ---------------------------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize("served, saved", [("CON.tar.gz", "_CON.tar.gz"), ("con .safetensors", "_con .safetensors"),
+                                           ("Lpt9.model.safetensors", "_Lpt9.model.safetensors"),
+                                           ("console.safetensors", "console.safetensors")])
+def test_windows_device_names_whatever_follows_the_first_dot(server, tmp_path, served, saved):
+    """`CON.tar.gz` / `con .safetensors` were kept as is: Windows (a synced Drive) cannot hold them either."""
+    body = os.urandom(2000)
+    server.route("/f", Route(body=body, disposition=f'attachment; filename="{served}"'))
+    result = fetch(RemoteFile(url=server.url("/f")), tmp_path, options=FAST)
+    assert result.path.name == saved and result.path.read_bytes() == body
