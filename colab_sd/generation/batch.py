@@ -105,7 +105,8 @@ def expand(requests=None, *, prompts: Optional[Iterable[str]] = None, seeds: Uni
         else:
             raise InputError(f"a batch takes GenerationRequests or dicts of fields, not {type(item).__name__}")
     if prompts is not None or seeds is not None:
-        out = [r.replace(prompt=p) for r in out for p in (prompts or [r.prompt])]
+        prompt_list = list(prompts) if prompts is not None else None
+        out = [r.replace(prompt=p) for r in out for p in (prompt_list or [r.prompt])]
         out = [r.replace(seed=s) for r in out for s in _seed_list(r.seed, seeds)]
     if not out:
         raise InputError("the batch is empty: give at least one request")
