@@ -20,10 +20,21 @@ from .guards import clamp_fp16, vae_guard
 log = logging.getLogger("colab_sd.generation")
 
 
+# Tokenizer vocabularies by tokenizer class: CLIP's is bundled (generation/configs/clip); the others are fetched
+# once from public, ungated repos into the assembled config folder (huggingface_hub's cache first).
+TOKENIZERS = {
+    "Qwen2Tokenizer": ("Tongyi-MAI/Z-Image-Turbo", "tokenizer", ("vocab.json", "merges.txt", "tokenizer.json")),
+    "Qwen2TokenizerFast": ("Tongyi-MAI/Z-Image-Turbo", "tokenizer", ("vocab.json", "merges.txt", "tokenizer.json")),
+    "T5TokenizerFast": ("lodestones/Chroma1-HD", "tokenizer", ("spiece.model", "tokenizer.json",
+                                                              "special_tokens_map.json")),
+}
+_VOCAB_FILES = ("tokenizer.json", "vocab.json", "spiece.model")
+
+
 def config_folder(fam, explicit: Optional[str] = None) -> Path:
     """The diffusers config folder (configs + tokenizers, no weights) for a transformer family: the request's
-    `config=` folder, else `<configs root>/<fam.config>/` (a user's or a test's own folder), else the one bundled
-    under generation/configs/ once its tokenizer files are there."""
+    `config=` folder, else `<configs root>/<fam.config>/` (assembled there once from the bundled json and the
+    tokenizer vocabularies; a folder already there without colab_sd's stamp is the user's or a test's own)."""
     import os
 
     from ..configs import BUNDLED, configs_root
@@ -33,17 +44,67 @@ def config_folder(fam, explicit: Optional[str] = None) -> Path:
         if not (path / "model_index.json").is_file():
             raise InputError(f"config {explicit} is not a diffusers folder (no model_index.json)")
         return path
-    for folder in (configs_root() / fam.config, BUNDLED / fam.config):
-        if (folder / "model_index.json").is_file() and _has_tokenizers(folder, fam):
-            return folder
-    raise GenerationError(f"no config folder with tokenizers for {fam.name}: put a diffusers config folder "
-                          f"(model_index.json, component configs, tokenizer files) in {configs_root() / fam.config} "
-                          f"or pass config= a folder or repo")
+    folder = configs_root() / fam.config
+    if (folder / "model_index.json").is_file() and _has_tokenizers(folder, fam):
+        return folder
+    if not (BUNDLED / fam.config / "model_index.json").is_file():
+        raise GenerationError(f"no config folder for {fam.name}: put a diffusers config folder (model_index.json, "
+                              f"component configs, tokenizer files) in {folder} or pass config= a folder")
+    return _assemble(fam, BUNDLED / fam.config, folder)
 
 
 def _has_tokenizers(folder: Path, fam) -> bool:
-    return all(any((folder / tok / name).is_file() for name in ("tokenizer.json", "vocab.json", "spiece.model"))
-               for tok in fam.tokenizers)
+    return all(any((folder / tok / name).is_file() for name in _VOCAB_FILES) for tok in fam.tokenizers)
+
+
+def _assemble(fam, bundled: Path, folder: Path) -> Path:
+    """Copy the bundled json to `folder` and add each tokenizer's vocabulary; atomic (a temp folder renamed)."""
+    import json
+    import os
+    import shutil
+
+    from ..configs import tokenizer_files
+
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(bundled, tmp)
+        for tok in fam.tokenizers:
+            cls = json.loads((tmp / tok / "tokenizer_config.json").read_text()).get("tokenizer_class", "")
+            if cls.startswith("CLIP"):
+                for name, text in tokenizer_files().items():
+                    (tmp / tok / name).write_text(text, encoding="utf-8")
+            else:
+                _fetch_tokenizer(cls, tmp / tok, fam)
+        (tmp / ".colab_sd-bundle").write_text(fam.config + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("assembled the %s config folder at %s", fam.config, folder)
+    return folder
+
+
+def _fetch_tokenizer(cls: str, dest: Path, fam) -> None:
+    import shutil
+
+    from huggingface_hub import hf_hub_download
+
+    import os
+
+    repo, sub, names = TOKENIZERS.get(cls, (None, None, ()))
+    endpoint = os.environ.get("HF_ENDPOINT") or None  # a mirror set after huggingface_hub was imported
+    got = 0
+    for name in names:
+        try:
+            shutil.copyfile(hf_hub_download(repo, f"{sub}/{name}", endpoint=endpoint), dest / name)
+            got += name in _VOCAB_FILES
+        except Exception:  # a repo may lack one of the candidates; offline is reported below
+            log.debug("tokenizer file %s/%s/%s not fetched", repo, sub, name, exc_info=True)
+    if not got:
+        raise GenerationError(f"{fam.name} needs its {cls} vocabulary once (from {repo}/{sub}) and it could not be "
+                              f"fetched: connect to the internet once, or pass config= a diffusers folder with "
+                              f"its tokenizer")
 
 
 def load_transformer(path: Path, fam, dtype, config: Path):
