@@ -128,6 +128,11 @@ def test_v_prediction_sdxl_single_file_gets_a_zero_snr_v_scheduler(library, tmp_
     assert config.prediction_type == "v_prediction" and config.rescale_betas_zero_snr
     assert np.isfinite(pixels(result)).all() and pixels(result).std() > 0
     assert any("v-prediction" in e.message for e in collect.of(Info) if e.message.startswith("loading"))
+    # The zero-SNR marker reaches every sampler's scheduler, or the sampler is refused in one line.
+    euler = run(model=str(path), prompt="a cat", sampler="Euler a")
+    assert CACHE.entry.pipe.scheduler.config.rescale_betas_zero_snr and euler.images
+    with pytest.raises(InputError, match="zero terminal SNR, which diffusers' Heun sampler cannot follow"):
+        run(model=str(path), prompt="a cat", sampler="Heun")
 
 
 def test_sidecar_config_folder_is_used_for_a_single_file(library, tmp_path, monkeypatch):

@@ -119,6 +119,10 @@ def make_scheduler(sampler: Sampler, schedule: str, base_config: dict):
         options["use_exponential_sigmas"] = True
     # Only what this scheduler takes: the rest of another scheduler's config would just be warned about.
     accepted = set(inspect.signature(cls.__init__).parameters)
+    if base_config.get("rescale_betas_zero_snr") and "rescale_betas_zero_snr" not in accepted:
+        # Dropping the key would sample the model on the wrong noise schedule, silently.
+        raise InputError(f"this model is trained with zero terminal SNR, which diffusers' {sampler.name} sampler "
+                         f"cannot follow: use Euler, Euler a, DPM++ 2M, DPM++ 2M SDE, DDIM or UniPC")
     config = {k: v for k, v in base_config.items()
               if (k in accepted or k.startswith("_")) and (not k.startswith("use_") or k == "use_flow_sigmas")}
     if sampler.scheduler.startswith("DPMSolver") and config.get("prediction_type") == "v_prediction":
