@@ -17,6 +17,7 @@ from ..errors import ColabSDError
 from ..events import Info, StepProgress
 from ..library import ModelEntry
 from ..tokens import redact
+from . import family_controls
 from . import format as fmt
 from . import settings as saved
 from .html import message
@@ -232,8 +233,11 @@ class GeneratePanel:
         return next((e for e in self.entries if e.kind == kind and e.name == name), None)
 
     def _model_changed(self, _=None) -> None:
-        family = family_of(self._entry("checkpoint", self.model.value))
-        presets = SIZE_PRESETS[family] + [CUSTOM]
+        entry = self._entry("checkpoint", self.model.value)
+        family = family_of(entry)
+        fam = family_controls.apply(self, entry)  # the family's controls, from the families registry
+        presets = (family_controls.presets(fam) if fam is not None and fam.is_transformer
+                   else SIZE_PRESETS[family]) + [CUSTOM]
         if list(self.size.options) != presets:
             keep = self.size.value if self.size.value in presets else presets[0]
             self.size.options = presets
