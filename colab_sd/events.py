@@ -214,7 +214,8 @@ class TqdmBar:
                 if bar.n == 0 and not bar.initial and event.downloaded > 0:
                     # The first bytes seen: on a resume that is the whole .part, there in no time. tqdm's rate is
                     # (n - initial) / elapsed, so they count as the start, not as GB/s of speed.
-                    bar.initial, bar.start_t = event.downloaded, bar._time()
+                    bar.initial = event.downloaded
+                    bar.start_t = bar.last_print_t = bar._time()  # tqdm.close() skips bars "never shown" before start_t
                 bar.n = event.downloaded
                 bar.refresh()
             elif isinstance(event, Info):

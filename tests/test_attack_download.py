@@ -173,6 +173,8 @@ def test_the_bar_after_a_resume_does_not_show_the_part_as_speed():
     shown = out.getvalue()
     assert "m.safetensors" in shown and "1.00G/3.00G" in shown
     assert "GB/s" not in shown and "TB/s" not in shown
+    bar(ev.Error(job="j", message="failed"))  # the bar is closed on its own line before the error is printed
+    assert out.getvalue().endswith("\n")
 
 
 # ---------------------------------------------------------------------------------------------- two versions
