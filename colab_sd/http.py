@@ -340,12 +340,14 @@ def raise_for_status(remote: RemoteFile, resp: requests.Response, url: str) -> N
         body = b""
     finally:
         resp.close()
-    if status == 429 or status >= 500:
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        raise Retryable(f"the server answered {status} {resp.reason or ''}".strip(), wait=retry_after)
+    # The source reads its service's words first, busy answers included (CivitAI's hourly download limit is a
+    # 429 that no retry within minutes can pass; its 5xx/524 pages are its side, not the user's connection).
     err = explained(remote, status, resp.headers, body, url)
     if err is not None:
         raise err
+    if status == 429 or status >= 500:
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        raise Retryable(f"the server answered {status} {resp.reason or ''}".strip(), wait=retry_after)
     host = urlsplit(url).hostname
     detail = page_excerpt(body) if body else ""
     detail = f" ({detail})" if detail else ""

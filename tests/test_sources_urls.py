@@ -4,6 +4,7 @@ import pytest
 from colab_sd import sources
 from colab_sd.errors import AuthError, InputError, NotFoundError
 from colab_sd.sources import civitai, gdrive, huggingface
+from colab_sd.http import Retryable
 from colab_sd.sources.civitai import CivitaiRef
 from colab_sd.sources.huggingface import HfRef
 
@@ -131,7 +132,8 @@ def test_civitai_explain_wording():
     early = explain(403, {}, b'{"error":"early access","deadline":"2026-12-24T18:30:00.000Z"}', "http://h/x")
     assert isinstance(early, AuthError) and "Early Access until 2026-12-24 18:30 UTC" in str(early)
     assert isinstance(explain(404, {}, b"", "http://h/x"), NotFoundError)
-    assert explain(500, {}, b"", "http://h/x") is None  # the engine retries those
+    busy = explain(500, {}, b"", "http://h/x")  # the engine retries those, saying whose side it is
+    assert isinstance(busy, Retryable) and "CivitAI is having trouble on its side" in busy.reason
 
 
 def test_civitai_sidecar_meta_and_hash():

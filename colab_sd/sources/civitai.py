@@ -7,21 +7,21 @@ the token as a Bearer header that only the CivitAI host ever sees.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from ..civitai.client import BAD_TOKEN, NEEDS_TOKEN, Client
+from ..civitai.client import Client
 from ..civitai.local import fetch_with_preview
 from ..civitai.client import endpoint_override as endpoint_override  # noqa: F401 (part of this module's face)
 from ..civitai.client import is_civitai_host as is_civitai_host
-from ..errors import AuthError, InputError, NotFoundError
+from ..errors import InputError, NotFoundError
 from ..library import kind_of
 from ..remote import RemoteFile
 from ..tokens import Token, TokenStore, remember_secret, redact_url
+from .civitai_errors import _deadline, make_explain  # noqa: F401 (make_explain is part of this module's face)
 
 log = logging.getLogger("colab_sd.sources.civitai")
 
@@ -223,66 +223,6 @@ def sidecar_meta(version: Mapping[str, Any], f: Mapping[str, Any], kind: str) ->
 
 
 # ---------------------------------------------------------------------------------------------- download errors
-
-
-def _json(body: bytes) -> dict:
-    try:
-        data = json.loads(body.decode("utf-8", "replace") or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _deadline(data: Mapping[str, Any]) -> Optional[str]:
-    """The early-access end date from a 403 body, as YYYY-MM-DD HH:MM UTC."""
-    raw = data.get("deadline") or data.get("earlyAccessEndsAt") or (data.get("data") or {}).get("deadline")
-    if not raw:
-        m = re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", json.dumps(data))
-        raw = m.group(0) if m else None
-    if not raw:
-        return None
-    m = re.match(r"(\d{4}-\d{2}-\d{2})(?:T(\d{2}:\d{2}))?", str(raw))
-    return f"{m.group(1)} {m.group(2)} UTC" if m and m.group(2) else (m.group(1) if m else str(raw))
-
-
-def make_explain(label: str, token: Optional[Token], early_access_ends: Optional[str] = None):
-    """An `explain` hook for the engine: CivitAI's error responses → one clear error."""
-    auth_error = AuthError(BAD_TOKEN.format(origin=token.origin) if token else NEEDS_TOKEN)
-
-    def explain(status: int, headers: Mapping[str, str], body: bytes, final_url: str) -> Optional[Exception]:
-        lower = {k.lower(): v for k, v in dict(headers or {}).items()}
-        location = lower.get("location", "")
-        if 300 <= status < 400:
-            return auth_error if _is_login(location) else None
-        if _is_login(final_url):
-            return auth_error
-        data = _json(body or b"")
-        if status == 401:
-            return auth_error
-        if status == 403:
-            text = json.dumps(data).lower()
-            if "early" in text or "deadline" in data or early_access_ends:
-                until = _deadline(data) or early_access_ends
-                when = f" until {until}" if until else ""
-                return AuthError(f"CivitAI {label} is in Early Access{when}: only supporters can download it "
-                                 "now; wait until then, buy access on its page (and use your API token), or pick "
-                                 "an earlier version")
-            return auth_error if not token else AuthError(f"CivitAI refused {label} for this token (403): "
-                                                          "check that your account may download it")
-        if status == 404:
-            # The version's details were just read, so the version exists: a 404 here is about this download
-            # link (CivitAI cannot match its file filters), never proof that the model was removed.
-            return NotFoundError(f"CivitAI found {label} but its download link {redact_url(final_url)} answered "
-                                 "404 (no file matches it); copy the file's link from the model page, or pick "
-                                 "another file of this version")
-        return None
-
-    return explain
-
-
-def _is_login(url: str) -> bool:
-    path = urlsplit(url or "").path.lower()
-    return path.rstrip("/").endswith("/login") or "/login/" in path or path.startswith("/login")
 
 
 # ---------------------------------------------------------------------------------------------- resolve

@@ -1,0 +1,88 @@
+"""CivitAI's download answers as the reference describes them (civitai-api.md §7), against a fake whose download
+endpoint is scripted: each failed before its fix (a 92 s retry loop for the hourly limit, a generic 524, "needs a
+token" for disabled downloads and archived versions)."""
+import os
+import time
+
+import pytest
+
+import colab_sd
+from colab_sd.errors import AuthError, DownloadError, NotFoundError
+from fakes.civitai import FakeCivitai, FakeFile
+from servers import send, send_json
+
+
+class ScriptedCivitai(FakeCivitai):
+    """The fake CivitAI whose `/api/download/…` answers with `script(h)` when set."""
+
+    script = None
+
+    def dispatch(self, h):
+        if h.url_path.startswith("/api/download/") and self.script:
+            return self.script(h)
+        return super().dispatch(h)
+
+
+@pytest.fixture
+def civ(monkeypatch):
+    with ScriptedCivitai() as fake:
+        monkeypatch.setenv("CIVITAI_ENDPOINT", fake.base)
+        for name in ("CIVITAI_TOKEN", "CIVITAI_API_TOKEN", "CIVITAI_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        fake.add_version(model_id=2, version_id=21, model_name="Lantern", model_type="LORA",
+                         files=[FakeFile(201, "lantern.safetensors", os.urandom(4000))])
+        yield fake
+
+
+def _download(tmp_path):
+    return colab_sd.download("https://civitai.com/models/2", models_dir=tmp_path / "models")
+
+
+def _nothing_saved(tmp_path):
+    return not [p for p in (tmp_path / "models").rglob("*.safetensors")]
+
+
+def test_hourly_download_limit_is_one_line_at_once(civ, tmp_path):
+    civ.script = lambda h: send_json(h, 429, {"error": "We've noticed an unusual amount of downloading from your "
+                                                       "account. Please try again later."})
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"per hour.*wait") as info:
+        _download(tmp_path)
+    assert "unusual amount of downloading" in str(info.value) and "\n" not in str(info.value)
+    assert len(civ.hits("/api/download/")) == 1 and time.monotonic() - started < 30
+    assert _nothing_saved(tmp_path)
+
+
+def test_a_524_says_it_is_civitais_side_after_a_few_tries(civ, tmp_path):
+    civ.script = lambda h: send(h, 524, b"<html><title>A timeout occurred</title></html>", "text/html")
+    with pytest.raises(DownloadError, match=r"CivitAI is having trouble on its side \(HTTP 524\), not your connection"):
+        _download(tmp_path)
+    assert 1 < len(civ.hits("/api/download/")) <= 4
+    assert _nothing_saved(tmp_path)
+
+
+def test_disabled_downloads_do_not_ask_for_a_token(civ, tmp_path):
+    civ.script = lambda h: send_json(h, 401, {"error": "Unauthorized", "message": "The creator has disabled downloads"})
+    with pytest.raises(AuthError, match="disabled downloads") as info:
+        _download(tmp_path)
+    assert "CIVITAI_TOKEN" not in str(info.value)
+
+
+def test_an_archived_version_says_archived(civ, tmp_path):
+    civ.script = lambda h: send_json(h, 410, {"error": "Model archived"})
+    with pytest.raises(NotFoundError, match=r"archived \(410\)"):
+        _download(tmp_path)
+
+
+def test_a_429_with_retry_after_is_still_waited_for(civ, tmp_path):
+    answers = [lambda h: send(h, 429, b"slow down", headers={"Retry-After": "0"})]
+
+    def first_busy(h):
+        if answers:
+            return answers.pop()(h)
+        civ.script = None
+        return civ.dispatch(h)
+
+    civ.script = first_busy
+    path = _download(tmp_path)
+    assert path.name == "lantern.safetensors" and path.stat().st_size == 4000
