@@ -66,6 +66,13 @@ def _what_came(dl, resp, target: Target, state: Optional[PartState], offset: int
     validator = strong_validator(resp.headers)
     if resp.status_code == 206 and not packed:
         start, _end, total = parse_content_range(resp.headers.get("Content-Range"))
+        if start is None:  # a 206 that does not say which bytes it holds: no range of it can be trusted
+            dl.single_only = True
+            if offset:
+                target.discard()
+                raise Retryable("the server's partial answer does not say which bytes it holds; starting over",
+                                wait=0, progressed=False)
+            return 0, _int(resp.headers.get("Content-Length")), validator, packed  # bytes=0- asked: the whole file
         if state is not None and offset:
             check_same_version(resp.headers, state.validator, state.total, total)
             validator = validator or state.validator

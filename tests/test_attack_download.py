@@ -224,3 +224,36 @@ def test_windows_device_names_whatever_follows_the_first_dot(server, tmp_path, s
     server.route("/f", Route(body=body, disposition=f'attachment; filename="{served}"'))
     result = fetch(RemoteFile(url=server.url("/f")), tmp_path, options=FAST)
     assert result.path.name == saved and result.path.read_bytes() == body
+
+
+# ---------------------------------------------------------------------------------------------- 206 without a range
+
+
+def test_a_206_that_does_not_say_which_bytes_it_holds(server, tmp_path):
+    """206 without Content-Range (a broken proxy) was taken for "resumed at the wrong place", retried with the same
+    answer and given up. For `bytes=0-` it is the whole file over one stream; on a resume the .part is restarted."""
+    import re
+    import threading
+
+    body = os.urandom(300_000)
+    calls, lock = [0], threading.Lock()
+
+    def no_content_range(h):
+        with lock:
+            calls[0] += 1
+            first = calls[0] == 1
+        m = re.match(r"bytes=(\d+)-", h.headers.get("Range") or "")
+        start = int(m.group(1)) if m else 0
+        piece = body[start:]
+        h.send_response(206)
+        if first:  # the first answer is proper but breaks off: the rerun resumes
+            h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        h.send_header("Content-Length", str(len(piece)))
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.wfile.write(piece[:100_000] if first else piece)
+
+    server.route("/nocr.bin", Route(handler=no_content_range))
+    result = fetch(RemoteFile(url=server.url("/nocr.bin")), tmp_path, options=FAST.replace(retries=3))
+    assert result.path.read_bytes() == body
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nocr.bin"]
