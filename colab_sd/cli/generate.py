@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..sampler_table import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, SAMPLERS, SCHEDULES  # light: not `generation`
 from . import from_image, second_pass
 from .common import EXIT_USAGE, fail
-
-from ..generation.samplers import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, SAMPLERS, SCHEDULES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
