@@ -208,3 +208,20 @@ def test_fp16_clamp_hooks_turn_overflow_into_finite_values():
     x = torch.tensor([60000.0, float("nan"), -1.0], dtype=torch.float16)
     out = net(x)
     assert torch.isfinite(out).all() and out[0] == 65504 and out[1] == 0 and out[2] == -2
+
+
+def test_cli_generate_with_a_gguf_family_model(zimage, tmp_path, capsys):
+    from pathlib import Path
+
+    from colab_sd.cli import main
+    from colab_sd.generation import read_png_parameters
+
+    out = tmp_path / "cli-out"
+    code = main(["generate", "--model", "tiny-zimage-Q8_0.gguf", "--prompt", "a cat", "--steps", "2", "--width",
+                 "64", "--height", "64", "--seed", "5", "--dir", str(zimage[0]), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    paths = [Path(line) for line in captured.out.split()]
+    assert len(paths) == 1 and paths[0].is_file()
+    fields = parse_parameters(read_png_parameters(paths[0]))
+    assert fields["Model"] == "tiny-zimage-Q8_0" and fields["Sampler"] == "Euler" and fields["CFG scale"] == "0"
