@@ -86,3 +86,49 @@ def test_a_429_with_retry_after_is_still_waited_for(civ, tmp_path):
     civ.script = first_busy
     path = _download(tmp_path)
     assert path.name == "lantern.safetensors" and path.stat().st_size == 4000
+
+
+# ---------------------------------------------------------------------------------------------- odd answers
+
+
+ODD_VERSIONS = {
+    "trained-words-of-any-type": {"id": 5, "modelId": 1, "name": "v", "trainedWords": ["glow", None, 3, {"x": 1}, " "],
+                                  "model": {"name": "M", "type": "LORA"},
+                                  "files": [{"id": 9, "name": "a.safetensors", "sizeKB": "4.8828125"}]},
+    "nulls-everywhere": {"id": 5, "modelId": 1, "name": None, "baseModel": None, "trainedWords": None, "model": None,
+                         "images": None, "files": [None, {"id": 9, "name": "a.safetensors", "type": None,
+                                                          "metadata": None, "hashes": None, "primary": True}]},
+    "strings-for-objects": {"id": 5, "modelId": 1, "model": "LORA", "images": "none", "files": [
+        {"id": 9, "name": "a.safetensors", "metadata": "SafeTensor", "hashes": ["SHA256"]}]},
+}
+
+
+@pytest.mark.parametrize("answer", list(ODD_VERSIONS.values()), ids=list(ODD_VERSIONS))
+def test_odd_version_answers_still_download(server, models, monkeypatch, answer):
+    """The reference says to read every field defensively; `trainedWords: [null, 3]` ended in
+    "download failed: AttributeError" and a `files` entry of null likewise."""
+    from colab_sd.civitai.client import clear_cache
+    from servers import Route
+
+    clear_cache()
+    monkeypatch.setenv("CIVITAI_ENDPOINT", server.base)
+    data = os.urandom(5000)
+    server.route("/file", Route(body=data, disposition='attachment; filename="served.safetensors"'))
+    server.route("/api/download/models/5", Route(redirect=server.url("/file"), redirect_status=307))
+    server.route("/api/v1/model-versions/5", Route(handler=lambda h: send_json(h, 200, answer)))
+    path = colab_sd.download("civitai:5", models_dir=models)
+    assert path.read_bytes() == data
+    side = (path.parent / (path.name + ".json")).read_text()
+    assert "null, 3" not in side
+
+
+def test_an_answer_that_is_not_an_object_is_one_line(server, models, monkeypatch):
+    from colab_sd.civitai.client import clear_cache
+    from servers import Route
+
+    clear_cache()
+    monkeypatch.setenv("CIVITAI_ENDPOINT", server.base)
+    server.route("/api/v1/model-versions/5", Route(handler=lambda h: send_json(h, 200, [1, 2, 3])))
+    with pytest.raises(DownloadError, match="not a JSON object") as info:
+        colab_sd.download("civitai:5", models_dir=models)
+    assert "AttributeError" not in str(info.value)

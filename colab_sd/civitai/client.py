@@ -26,6 +26,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from .._version import __version__
 from ..errors import AuthError, DownloadError, NotFoundError
 from ..tokens import TokenStore, redact, redact_url
+from . import shapes
 
 log = logging.getLogger("colab_sd.civitai")
 
@@ -218,10 +219,13 @@ class Client:
                     continue
             if status == 200:
                 try:
-                    return json.loads(body.decode("utf-8"))
+                    data = json.loads(body.decode("utf-8"))
                 except ValueError:
-                    raise DownloadError(f"CivitAI sent something that is not JSON for {shown}; is the endpoint "
-                                        "right? try again later") from None
+                    data = None
+                if not isinstance(data, dict):  # every GET of the v1 API answers with an object
+                    raise DownloadError(f"CivitAI sent something that is not a JSON object for {shown}; is the "
+                                        "endpoint right? try again later")
+                return data
             if status == 404:
                 raise NotFoundError(missing or f"CivitAI has nothing at {shown}")
             if status in (401, 403):
@@ -266,29 +270,33 @@ class Client:
 
     def model(self, model_id: int, link: Optional[str] = None) -> tuple[dict, str]:
         """`/api/v1/models/{id}` (versions newest first) and the base that answered."""
-        return self.lookup(f"/api/v1/models/{int(model_id)}", link=link, missing=(
+        data, base = self.lookup(f"/api/v1/models/{int(model_id)}", link=link, missing=(
             f"CivitAI has no model {model_id} (it does not exist or was removed); check the link"))
+        return shapes.model(data), base
 
     def version(self, version_id: int, link: Optional[str] = None) -> tuple[dict, str]:
         """`/api/v1/model-versions/{id}` (files, trained words, images with `meta`) and the base that answered."""
-        return self.lookup(f"/api/v1/model-versions/{int(version_id)}", link=link, missing=(
+        data, base = self.lookup(f"/api/v1/model-versions/{int(version_id)}", link=link, missing=(
             f"CivitAI has no model version {version_id} (it does not exist or was removed); check the link"))
+        return shapes.version(data), base
 
     def by_hash(self, digest: str, link: Optional[str] = None) -> Optional[tuple[dict, str]]:
         """The version holding a file with this hash (AutoV2, SHA256, any kind), asking every host; None if unknown."""
         try:
-            return self.lookup(f"/api/v1/model-versions/by-hash/{digest.strip().upper()}", link=link,
-                               missing=f"CivitAI does not know a file with hash {digest}")
+            data, base = self.lookup(f"/api/v1/model-versions/by-hash/{digest.strip().upper()}", link=link,
+                                     missing=f"CivitAI does not know a file with hash {digest}")
         except NotFoundError:
             return None
+        return shapes.version(data), base
 
     def image(self, image_id: int, link: Optional[str] = None) -> tuple[dict, str]:
         """One image with its generation data, at any content level (`nsfw=X`: the page's own look-up)."""
         params = [("imageId", int(image_id)), ("withMeta", "true"), ("flatMeta", "true"), ("nsfw", "X")]
-        data, base = self.lookup("/api/v1/images", params, link=link, empty=lambda d: not (d or {}).get("items"),
+        data, base = self.lookup("/api/v1/images", params, link=link,
+                                 empty=lambda d: not [i for i in d.get("items") or [] if isinstance(i, dict)],
                                  missing=f"CivitAI has no image {image_id} (deleted, hidden or never there); "
                                          "check the link")
-        return data["items"][0], base
+        return next(i for i in data["items"] if isinstance(i, dict)), base
 
     def images(self, params: Iterable[tuple[str, Any]], link: Optional[str] = None) -> tuple[dict, str]:
         """`/api/v1/images` with the given parameters (cursor paging), from the first host that answers."""
