@@ -160,6 +160,10 @@ def _transformer_ref(model, path: Path, found, label: str) -> ModelRef:
     if nf4:
         raise InputError(f"{label} is a prequantized {nf4.split(':')[0]}; use a GGUF (Q4_K_M / Q5_K_M) of the "
                          f"same model instead: put it in checkpoint/")
+    scaled = next((str(r) for r in found.reasons if "needs its scale" in str(r)), None)
+    if scaled:  # diffusers drops the scales as unexpected keys: the images would be wrong, not just worse
+        raise InputError(f"{label} is {scaled.split(':')[0]}, which colab_sd cannot rescale yet; use a plain fp8, "
+                         f"bf16 or GGUF file of the same model")
     meta = read_sidecar(path) if path.exists() else {}
     fam = _families.get(found.family)
     variant, why = _families.decide_variant(fam, found.variant, path.name, meta, found.metadata)

@@ -76,9 +76,9 @@ def quant_notes(keys) -> list[str]:
         notes.append("bitsandbytes NF4 bundle (prequantized): diffusers cannot load it; use a GGUF (Q4_K_M / Q5_K_M) "
                      "of the same model instead")
     if any(k == "scaled_fp8" or k.endswith(".scale_weight") for k in keys):
-        notes.append("ComfyUI scaled fp8 (scaled_fp8 + per-layer scale_weight): weights are rescaled while loading")
+        notes.append("ComfyUI scaled fp8 (scaled_fp8 + per-layer scale_weight): each weight needs its scale")
     elif any(k.endswith(".comfy_quant") or k.endswith(".weight_scale") for k in keys):
-        notes.append("ComfyUI quantized layers (comfy_quant / weight_scale): weights are rescaled while loading")
+        notes.append("ComfyUI quantized layers (comfy_quant / weight_scale): each weight needs its scale")
     if any(k.endswith(".qweight") for k in keys):
         notes.append("nunchaku SVDQuant weights (qweight): not loadable by diffusers' single-file loader")
     return notes
