@@ -358,6 +358,20 @@ def raise_for_status(remote: RemoteFile, resp: requests.Response, url: str) -> N
     raise DownloadError(f"{host} answered {status} {resp.reason or ''}{detail}".strip())
 
 
+def failure_words(err: BaseException) -> str:
+    """What went wrong with a request, in words a user reads (never an exception class name)."""
+    name = type(err).__name__
+    if "SSL" in name:
+        return "a TLS/certificate error"
+    if "Timeout" in name:
+        return "no answer in time"
+    if "ConnectionError" in name or isinstance(err, ConnectionError):
+        return "no connection to the host"
+    if "TooManyRedirects" in name:
+        return "too many redirects"
+    return "the request failed"
+
+
 def short(err: BaseException) -> str:
     """A one-line, token-free description of a low-level failure."""
     text = str(err)

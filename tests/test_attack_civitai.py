@@ -132,3 +132,32 @@ def test_an_answer_that_is_not_an_object_is_one_line(server, models, monkeypatch
     with pytest.raises(DownloadError, match="not a JSON object") as info:
         colab_sd.download("civitai:5", models_dir=models)
     assert "AttributeError" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- words, not classes
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_civitai_and_image_hosts_are_sentences(monkeypatch, capsys, tmp_path):
+    """"could not reach CivitAI (ConnectionError)", "could not fetch the image … (ConnectionError)": class names,
+    where the house rule asks for a sentence."""
+    import re
+
+    from colab_sd import cli
+    from colab_sd.civitai import client
+
+    monkeypatch.setattr(client, "BACKOFF", 0.0)
+    port = _closed_port()
+    monkeypatch.setenv("CIVITAI_ENDPOINT", f"http://127.0.0.1:{port}")
+    assert cli.main(["search", "x"]) == 1
+    assert cli.main(["recreate", f"http://127.0.0.1:{port}/x.png", "--no-generate", "--dir", str(tmp_path)]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("colab-sd: error:")]
+    assert len(lines) == 2 and all("no connection to the host" in line for line in lines)
+    assert not any(re.search(r"\b[A-Z]\w*(Error|Exception)\b", line) for line in lines), lines

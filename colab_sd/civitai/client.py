@@ -191,7 +191,7 @@ class Client:
     def _fetch(self, url: str, token, missing: str) -> Any:
         import requests  # lazy: `import colab_sd` stays light
 
-        from ..http import may_send_credentials
+        from ..http import failure_words, may_send_credentials
 
         shown, hops, attempt, last = redact_url(url), 0, 0, ""
         while attempt < ATTEMPTS:
@@ -204,7 +204,7 @@ class Client:
                 with requests.get(url, headers=headers, timeout=TIMEOUT, allow_redirects=False) as r:
                     status, body, got = r.status_code, r.content, r.headers
             except requests.RequestException as err:
-                last = f"{type(err).__name__}"
+                last = failure_words(err)
                 log.info("CivitAI %s: %s (attempt %d)", shown, last, attempt)
                 if attempt < ATTEMPTS:
                     time.sleep(min(4.0, BACKOFF * 2 ** (attempt - 1)))
@@ -314,11 +314,14 @@ def fetch_image(url: str, session=None, timeout: float = 20.0, *, require_image:
     Raises DownloadError with one line when it cannot."""
     import requests
 
+    from ..http import failure_words
+
     getter = session or requests
     try:
         r = getter.get(url, headers={"User-Agent": USER_AGENT, "Accept": "image/webp,image/*"}, timeout=timeout)
     except requests.RequestException as err:
-        raise DownloadError(f"could not fetch the image {redact_url(url)} ({type(err).__name__})") from None
+        raise DownloadError(f"could not fetch the image {redact_url(url)} ({failure_words(err)}); check the link "
+                            "and the connection") from None
     with r:
         is_image = r.headers.get("Content-Type", "").startswith("image/")
         if r.status_code != 200 or (require_image and not is_image):

@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import DownloadError, NotFoundError
-from ..http import may_send_credentials
+from ..http import failure_words, may_send_credentials
 from ..tokens import redact, redact_url
 
 log = logging.getLogger("colab_sd.sources")
@@ -43,7 +43,7 @@ def get_json(url: str, *, headers: Optional[Mapping[str, str]] = None, service: 
                 status, body = r.status_code, r.content
                 location = r.headers.get("Location", "")
         except requests.RequestException as err:
-            last = f"{type(err).__name__}"
+            last = failure_words(err)
             log.info("metadata %s: %s (attempt %d)", shown, last, attempt)
             continue
         log.debug("metadata %s → %s", shown, status)
