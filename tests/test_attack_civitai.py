@@ -161,3 +161,14 @@ def test_unreachable_civitai_and_image_hosts_are_sentences(monkeypatch, capsys, 
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("colab-sd: error:")]
     assert len(lines) == 2 and all("no connection to the host" in line for line in lines)
     assert not any(re.search(r"\b[A-Z]\w*(Error|Exception)\b", line) for line in lines), lines
+
+
+def test_a_request_civitai_refuses_is_one_line_with_its_words(civ, capsys):
+    """A cursor from elsewhere (CivitAI answers 400 with its validation error) said "could not reach CivitAI
+    (ConnectionError)" from the fake and "HTTP 400 … try again later" from a real 400: trying again cannot help."""
+    from colab_sd import cli
+
+    assert cli.main(["search", "x", "--cursor", "../../etc"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refused the request" in err and "Expected number" in err
+    assert "try again later" not in err

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from .._version import __version__
-from ..errors import AuthError, DownloadError, NotFoundError
+from ..errors import AuthError, DownloadError, InputError, NotFoundError
 from ..tokens import TokenStore, redact, redact_url
 from . import shapes
 
@@ -238,6 +238,9 @@ class Client:
                 if attempt < ATTEMPTS:
                     time.sleep(wait if wait is not None else min(4.0, BACKOFF * 2 ** (attempt - 1)))
                 continue
+            if status == 400:  # a request CivitAI will never accept (a bad cursor, an id out of range): say its words
+                raise InputError(f"CivitAI refused the request for {shown} (400{_said(body)}): check the options "
+                                 "(a cursor from another search, an id out of range); trying again will not help")
             raise DownloadError(f"CivitAI answered HTTP {status} for {shown}; try again later")
         if last.startswith("HTTP 429"):
             raise DownloadError(f"CivitAI asks to slow down ({last}) for {shown}: wait a minute and try again")
@@ -306,6 +309,18 @@ class Client:
         """`/api/v1/models` (search and browse); an empty page is an answer here, not "ask another host"."""
         base = self.bases(link)[0]
         return self.get(base, "/api/v1/models", params, missing="CivitAI's model search is not there"), base
+
+
+def _said(body: bytes) -> str:
+    """`: <CivitAI's error text>` from a JSON error body (its `error` / `message`), or ""."""
+    try:
+        data = json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
+        return ""
+    text = data.get("error") or data.get("message") if isinstance(data, dict) else None
+    if isinstance(text, (dict, list)):
+        text = json.dumps(text)[:160]
+    return f": {redact(str(text))[:160]}" if text else ""
 
 
 def fetch_image(url: str, session=None, timeout: float = 20.0, *, require_image: bool = True) -> tuple[bytes, str]:

@@ -289,6 +289,10 @@ class FakeCivitai(FakeServer):
         q = multi_query(h)
         if q.get("page") and q.get("query"):
             return send_json(h, 400, {"error": "Cannot use page param with query search. Use cursor-based pagination."})
+        cursor = (q.get("cursor") or ["0"])[0]
+        if not (cursor.isdigit() or cursor.startswith("e")):  # the API validates its query (a zod schema): 400
+            return send_json(h, 400, {"error": [{"code": "invalid_type", "path": ["cursor"],
+                                                 "message": "Expected number, received string"}]})
         mask = 31 if (q.get("nsfw") or ["false"])[0] == "true" else 1
         types, bases = set(q.get("types") or []), set(q.get("baseModels") or [])
         found = [m for m in self.models.values()
