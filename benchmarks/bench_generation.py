@@ -13,24 +13,13 @@ Writes its table to benchmarks/RESULTS.md between the generation markers (--no-w
 """
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from results_section import write_section  # benchmarks/ is on sys.path when a script runs
+from harness import alternate, cpu_line, options, paired_ratio, publish, tiny_library  # benchmarks/ is on sys.path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-RESULTS = HERE / "RESULTS.md"
 BEGIN, END = "<!-- generation:begin -->", "<!-- generation:end -->"
 
 
@@ -69,16 +58,9 @@ def bench_model(model: str, args, out_dir: Path) -> dict:
         return result.images
 
     direct()  # warm both paths once more at this size
-    ours_times, direct_times = [], []
-    for i in range(args.repeats):
-        for name, fn, bucket in (("colab_sd", ours, ours_times), ("diffusers", direct, direct_times))[:: 1 if i % 2 == 0 else -1]:
-            started = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - started)
+    ours_times, direct_times = alternate((ours, direct), args.repeats)
     same = (colab_sd.generate(**fields, save=False).images[0].tobytes() == direct()[0].tobytes())
-    # Each colab_sd call is paired with the diffusers call next to it: on a shared machine the load drifts, and
-    # the median of paired ratios follows the overhead rather than the drift.
-    paired = statistics.median(o / d for o, d in zip(ours_times, direct_times))
+    paired = paired_ratio(ours_times, direct_times)  # each colab_sd call against the diffusers call next to it
     return {"model": model, "first_call_s": first, "loads_first": loads_after_first - loads_before,
             "loads_after": load_count() - loads_after_first, "ours": statistics.median(ours_times),
             "direct": statistics.median(direct_times), "paired": paired, "same_pixels": same,
@@ -88,33 +70,17 @@ def bench_model(model: str, args, out_dir: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    p.add_argument("--repeats", type=int, default=7, help="timed calls per side; the median is compared (default 7)")
+    p = options(__doc__.split("\n\n")[0], steps=20, size=128, repeats=7)
     p.add_argument("--models", default="tiny-sd1,tiny-sdxl", help="tiny models to run (default tiny-sd1,tiny-sdxl)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: steadier numbers on a shared machine)")
-    p.add_argument("--results", default=str(RESULTS))
-    p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = p.parse_args(argv)
 
     import torch
 
-    import tiny_models
-
     torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="colab_sd_bench_") as tmp:
-        tmp = Path(tmp)
-        print("building the tiny models…", file=sys.stderr, flush=True)
-        library = tiny_models.build_library(tmp / "models")
-        os.environ["COLAB_SD_HOME"] = str(library)
-        os.environ["COLAB_SD_CONFIGS"] = str(library / "_configs")
+    with tiny_library() as tmp:
         rows = [bench_model(m.strip(), args, tmp / "outputs") for m in args.models.split(",") if m.strip()]
 
-    cpu = platform.processor() or platform.machine()
-    header = (f"CPU ({cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads), "
-              f"tiny random models, {args.size}x{args.size}, {args.steps} steps, DPM++ 2M Karras, "
+    header = (f"{cpu_line(torch)}, tiny random models, {args.size}x{args.size}, {args.steps} steps, DPM++ 2M Karras, "
               f"median of {args.repeats}")
     lines = ["### Generation overhead: colab_sd.generate vs the same diffusers pipeline called directly", "",
              header, "",
@@ -140,10 +106,7 @@ def main(argv=None) -> int:
               "setup, step events and the PNG with its A1111 metadata written to disk; the *in-call ratio* is "
               "(own work + pipeline) / pipeline, the overhead the target is about. Later calls with the same model "
               "load nothing (load count shown); both sides give the same pixels."]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section(Path(args.results), text, BEGIN, END)
+    publish("\n".join(lines), args, BEGIN, END)
     return 0 if all(r["loads_after"] == 0 and r["same_pixels"] for r in rows) else 1
 
 

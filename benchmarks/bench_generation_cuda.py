@@ -27,15 +27,8 @@ import time
 import warnings
 from pathlib import Path
 
-from results_section import write_section  # benchmarks/ is on sys.path when a script runs
+from harness import alternate, options, publish  # benchmarks/ is on sys.path when a script runs
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-RESULTS = HERE / "RESULTS.md"
 BEGIN, END = "<!-- generation-cuda:begin -->", "<!-- generation-cuda:end -->"
 ARCHS = {"sd15": "sd1", "sdxl": "sdxl"}
 
@@ -156,19 +149,10 @@ def bench_arch(arch: str, model: Path, sizes: list[int], args, out_dir: Path, to
             return colab_sd.generate(**fields, save=False).images
 
         direct()
-        times = {"colab_sd": [], "diffusers": [], "unsaved": []}
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        for i in range(args.repeats):
-            order = (("colab_sd", ours), ("diffusers", direct), ("unsaved", ours_unsaved))
-            for name, fn in order if i % 2 == 0 else order[::-1]:
-                _sync(torch)
-                t0 = time.perf_counter()
-                fn()
-                _sync(torch)
-                times[name].append(time.perf_counter() - t0)
-        ours_s, direct_s = statistics.median(times["colab_sd"]), statistics.median(times["diffusers"])
-        unsaved_s = statistics.median(times["unsaved"])
+        times = alternate((ours, direct, ours_unsaved), args.repeats, sync=lambda: _sync(torch))
+        ours_s, direct_s, unsaved_s = (statistics.median(t) for t in times)
         rows.append({"arch": arch, "size": size, "ours_s": ours_s, "direct_s": direct_s, "unsaved_s": unsaved_s,
                      "ours_its": args.steps / ours_s, "direct_its": args.steps / direct_s,
                      "first_s": first, "loaded": loaded, "later_loads": load_count() - loads - loaded,
@@ -180,17 +164,13 @@ def bench_arch(arch: str, model: Path, sizes: list[int], args, out_dir: Path, to
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--repeats", type=int, default=3, help="timed calls per side and size (median shown)")
+    p = options(__doc__.split("\n\n")[0], steps=20, repeats=3, threads=False)
     p.add_argument("--sizes", default="512,1024", help="image sides, comma-separated (default 512,1024)")
     p.add_argument("--archs", default="sd15,sdxl", help="sd15, sdxl or both (default both)")
     p.add_argument("--format", choices=("single", "diffusers"), default="single",
                    help="save the models as original-layout single files, as CivitAI ships them and loaded through "
                         "colab_sd's config cache (default), or as diffusers folders")
     p.add_argument("--workdir", help="where the model folders go (default: a temp folder, removed at the end)")
-    p.add_argument("--results", default=str(RESULTS), help="markdown file to update (default benchmarks/RESULTS.md)")
-    p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # "cpu": check the script itself, slowly
     args = p.parse_args(argv)
     if args.device == "cpu":
@@ -244,10 +224,7 @@ def main(argv=None) -> int:
                      f"{r['ours_s']:.2f} | {r['peak_gib']:.1f} | {r['first_s']:.1f} ({r['loaded']}) |")
     lines += ["", f"Total benchmark time {time.perf_counter() - started:.0f}s; no model was reloaded between "
                   f"calls ({sum(r['later_loads'] for r in rows)} extra loads)."]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section(Path(args.results), text, BEGIN, END)
+    publish("\n".join(lines), args, BEGIN, END)
     return 0
 
 
