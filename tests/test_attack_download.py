@@ -257,3 +257,22 @@ def test_a_206_that_does_not_say_which_bytes_it_holds(server, tmp_path):
     result = fetch(RemoteFile(url=server.url("/nocr.bin")), tmp_path, options=FAST.replace(retries=3))
     assert result.path.read_bytes() == body
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nocr.bin"]
+
+
+# ---------------------------------------------------------------------------------------------- links that cannot be
+
+
+@pytest.mark.parametrize("link", [123, b"https://civitai.com/models/1", "https://[::1", "http://h:99999/x",
+                                  "civitai:0", "urn:air:sd1:lora:civitai:0@1", "https://civitai.com/models/0",
+                                  "https://civitai.com/models/99999999999999999999",
+                                  "https://civitai.com/models/5?modelVersionId=0"])
+def test_links_that_cannot_be_are_input_errors_before_any_request(link, models, monkeypatch):
+    """An int, an unclosed IPv6 bracket, a port out of range ended as "download of … failed: AttributeError /
+    ValueError"; CivitAI ids outside 1..2^31-1 were sent to CivitAI (which answers 400). Each is the user's to fix."""
+    from colab_sd.errors import InputError
+
+    monkeypatch.setenv("CIVITAI_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any request would say so
+    with pytest.raises(InputError) as info:
+        colab_sd.download(link, models_dir=models)
+    text = one_line(info.value)
+    assert "Error:" not in text and "connection" not in text

@@ -7,9 +7,11 @@ Each module exposes `NAME`, `matches(url) -> bool` and `resolve(url, tokens, *, 
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Optional
+from urllib.parse import urlsplit
 
 from ..errors import InputError
 from ..remote import RemoteFile
@@ -56,11 +58,19 @@ class Plan:
 
 def normalize_url(url: str) -> str:
     """The URL as pasted, trimmed, with `https://` added to a known host typed without it."""
+    if isinstance(url, os.PathLike) or (url is not None and not isinstance(url, str)):
+        raise InputError(f"give the link as text (a str), not {type(url).__name__}: a CivitAI, Hugging Face, "
+                         "Google Drive or direct download link")
     text = (url or "").strip().strip("<>\"'")
     if not text:
         raise InputError("no URL given: paste a CivitAI, Hugging Face, Google Drive or direct download link")
     if _BARE_HOSTS.match(text):
         text = "https://" + text
+    try:  # a malformed link (an unclosed [IPv6], a bad port) is the user's to fix, not a failed download
+        parts = urlsplit(text)
+        parts.port
+    except ValueError as err:
+        raise InputError(f"{redact_url(text)!r} is not a valid link ({err}); paste the whole link again") from None
     return text
 
 

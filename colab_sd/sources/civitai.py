@@ -64,11 +64,18 @@ def matches(url: str) -> bool:
 # ---------------------------------------------------------------------------------------------- parsing
 
 
+MAX_ID = 2 ** 31 - 1  # CivitAI's ids are 1..2^31-1; others get a 400 (reference civitai-api.md §2)
+
+
 def _int(value: str, what: str, url: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise InputError(f"{what} in {redact_url(url)!r} is not a number: use a link copied from civitai.com") from None
+    if not 1 <= number <= MAX_ID:
+        raise InputError(f"{what} {number} in {redact_url(url)!r} cannot be a CivitAI id (1 to {MAX_ID}): use a "
+                         "link copied from civitai.com")
+    return number
 
 
 def parse(url: str) -> CivitaiRef:
@@ -76,10 +83,12 @@ def parse(url: str) -> CivitaiRef:
     text = url.strip()
     m = _AIR.match(text)
     if m:
-        return CivitaiRef(model_id=int(m["model"]), version_id=int(m["version"]) if m["version"] else None)
+        return CivitaiRef(model_id=_int(m["model"], "the model id", url),
+                          version_id=_int(m["version"], "the version id", url) if m["version"] else None)
     m = _SHORT.match(text)
     if m:
-        return CivitaiRef(model_id=int(m["model"]) if m["model"] else None, version_id=int(m["version"]))
+        return CivitaiRef(model_id=_int(m["model"], "the model id", url) if m["model"] else None,
+                          version_id=_int(m["version"], "the version id", url))
     parts = urlsplit(text)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     base = f"{parts.scheme}://{netloc[4:] if netloc.lower().startswith('www.') else netloc}"
