@@ -84,8 +84,10 @@ def test_a_429_with_retry_after_is_still_waited_for(civ, tmp_path):
         return civ.dispatch(h)
 
     civ.script = first_busy
-    path = _download(tmp_path)
+    events = []
+    path = colab_sd.download("https://civitai.com/models/2", models_dir=tmp_path / "models", on_event=events.append)
     assert path.name == "lantern.safetensors" and path.stat().st_size == 4000
+    assert any("CivitAI asks to slow down (429, retry after 0 s)" in getattr(e, "message", "") for e in events)
 
 
 # ---------------------------------------------------------------------------------------------- odd answers

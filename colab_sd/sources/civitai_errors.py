@@ -91,8 +91,8 @@ def _busy(status: int, headers: Mapping[str, str], said: str) -> Optional[Except
         words = f" (CivitAI: \"{said}\")" if said else ""
         return DownloadError(f"CivitAI refuses more downloads for now (429){words}: its limit counts downloads per "
                              "hour; wait a while and run again (the partial file, if any, is kept)")
-    if status == 429:
-        return None  # a Retry-After: the engine waits as asked
+    if status == 429:  # a Retry-After: waited as asked, saying who asked
+        return Retryable(f"CivitAI asks to slow down (429, retry after {wait:g} s)", wait=wait)
     return Retryable(f"CivitAI is having trouble on its side (HTTP {status}), not your connection; try again in a "
                      "few minutes", wait=wait, attempts=BUSY_ATTEMPTS)
 
