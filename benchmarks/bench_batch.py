@@ -4,10 +4,10 @@
 
 Rows (same jobs, same seeds each time):
 - lone generate: `colab_sd.generate` in a loop in this process, model already loaded (what a user does today);
-- workers=1: `generate_batch` in this process (the inline runner);
-- workers=2: two spawned worker processes, each with this process's torch thread count (pixel-identical images);
-- workers=2, 1 thread each: the same without oversubscribing two cores (NOT pixel-identical on the CPU: the thread
-  count changes how torch splits its sums; shown only to separate scheduling from core contention).
+- workers=2: `generate_batch` on two spawned worker processes, each with this process's torch thread count, so
+  each image is pixel-identical to the lone row's.
+Both at 1 torch thread (two workers then fill the two cores exactly), and with --all-threads also at torch's default
+count (each worker then wants every core: 2 × 2 threads on 2 cores).
 "Total" counts everything from the call to the last image (worker start-up and model load included);
 "steady" counts only the images after every worker finished its first one.
 
@@ -62,6 +62,9 @@ def main() -> int:
                              "in diffusers #1050; measure yours with `colab-sd generate` on the T4)")
     parser.add_argument("--t4-overhead", type=float, default=0.6,
                         help="seconds per image outside the steps on a T4 (text encoder, VAE decode, PNG)")
+    parser.add_argument("--all-threads", action="store_true",
+                        help="also run lone and 2 workers at torch's default thread count (2 workers × N threads "
+                             "oversubscribe the cores: on a busy machine that is many times slower)")
     parser.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
     args = parser.parse_args()
 
@@ -88,22 +91,23 @@ def main() -> int:
             done_at.append(time.monotonic() - started)
         return 1
 
-    def batch(workers, per_worker_threads=None):
+    def batch(workers):
         def run(on_event, done_at, started):
-            result = generate_batch(None, seeds=seeds, workers=workers, device="cpu", on_event=on_event,
-                                    threads=per_worker_threads, **fields)
+            result = generate_batch(None, seeds=seeds, workers=workers, device="cpu", on_event=on_event, **fields)
             assert result.ok, result.summary()
             return workers
         return run
 
-    rows = [measure("lone generate (loaded)", lone, args.jobs),
-            measure("generate_batch workers=1", batch(1), args.jobs),
-            measure(f"generate_batch workers=2 ({threads} thr)", batch(2), args.jobs),
-            measure("generate_batch workers=2 (1 thr)", batch(2, 1), args.jobs)]
-    base = rows[1]["steady_ipm"]
-    for row in rows[2:]:
-        print(f"  {row['label']}: steady ×{row['steady_ipm'] / base:.2f} vs workers=1, "
-              f"total ×{row['total_ipm'] / rows[1]['total_ipm']:.2f}")
+    rows = []
+    for n in ([1, threads] if args.all_threads and threads != 1 else [1]):
+        # A worker computes with the caller's thread count (what keeps its pixels equal to a lone generate here).
+        torch.set_num_threads(n)
+        lone_row = measure(f"lone generate, {n} thread(s)", lone, args.jobs)
+        pool_row = measure(f"generate_batch workers=2, {n} thread(s) each", batch(2), args.jobs)
+        rows += [lone_row, pool_row]
+        print(f"  workers=2 vs lone at {n} thread(s): steady ×{pool_row['steady_ipm'] / lone_row['steady_ipm']:.2f},"
+              f" total ×{pool_row['total_ipm'] / lone_row['total_ipm']:.2f}", flush=True)
+    torch.set_num_threads(threads)
 
     per_image = 25 / args.t4_its + args.t4_overhead
     one_t4 = 60 / per_image
@@ -122,9 +126,10 @@ def write(rows, args, threads, one_t4) -> None:
     lines = [
         "### Batches: images per minute, N worker processes against one (tiny SD1 models, CPU)",
         "",
-        f"{os.cpu_count()} CPUs, torch {torch.__version__} ({threads} threads per process), {args.jobs} jobs of "
-        f"{args.size}² × {args.steps} steps. *Total* includes worker start-up and model loads; *steady* counts the "
-        f"images after each worker's first.",
+        f"{os.cpu_count()} CPUs (shared with other work while measured), torch {torch.__version__} (default "
+        f"{threads} threads), {args.jobs} jobs of {args.size}² × {args.steps} steps; each row says the torch threads "
+        f"per process. *Total* includes worker start-up and model loads; *steady* counts the images after each "
+        f"worker's first.",
         "",
         "| run | workers | total s | img/min total | img/min steady |",
         "|---|---:|---:|---:|---:|",

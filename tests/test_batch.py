@@ -24,7 +24,7 @@ from colab_sd.generation.batch import expand, read_jobs  # noqa: E402
 from colab_sd.generation.batch_jobs import BatchDone, JobDone, JobFailed, JobStep, Ledger, WorkerState  # noqa: E402
 from colab_sd.generation.batch_worker import PROVENANCE_KEY  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")]
 
 SMALL = dict(model="tiny-sd1", steps=2, width=64, height=64)

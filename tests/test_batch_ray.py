@@ -18,7 +18,7 @@ from colab_sd.generation import read_png_parameters  # noqa: E402
 from colab_sd.generation.batch_jobs import JobDone, JobStep, WorkerState  # noqa: E402
 from colab_sd.generation.batch_worker import PROVENANCE_KEY  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")]
 
 SMALL = dict(model="tiny-sd1", steps=2, width=64, height=64)
@@ -44,6 +44,17 @@ def cluster():
                 raise
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread here and so in each actor (see tests/test_batch.py)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

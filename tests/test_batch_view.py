@@ -14,7 +14,7 @@ from colab_sd.generation import parse_parameters, read_png_parameters  # noqa: E
 from colab_sd.ui import settings  # noqa: E402
 from colab_sd.ui.app import App  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")]
 
 
