@@ -613,7 +613,7 @@ def test_probe_summary_dict_and_hash(tmp_path):
     result = inspect(sf.make_checkpoint(tmp_path / "m.safetensors", "sdxl"))
     assert result.summary == "SDXL checkpoint (safetensors)"
     assert inspect(sf.make_checkpoint(tmp_path / "i.safetensors", "sd1", "inpaint")).summary == \
-        "SD1 inpaint checkpoint (safetensors)"
+        "SD1.x inpaint checkpoint (safetensors)"
     assert inspect(sf.make_lora(tmp_path / "l.safetensors", "sdxl")).summary == "SDXL LoRA (safetensors)"
     assert inspect(sf.make_html_page(tmp_path / "h.safetensors")).summary == "unknown file (unknown)"
     assert json.loads(json.dumps(result.to_dict()))["family"] == "sdxl"

@@ -22,7 +22,7 @@ def test_lora_is_placed_by_its_header(server, models, model_bytes):
     assert file_sha256(path) == sha256(model_bytes["lora"])
     side = read_sidecar(path)
     assert side == {**side, "kind": "lora", "family": "sd1", "source_name": "direct", "source": server.url("/dl/1"),
-                    "sha256": sha256(model_bytes["lora"]), "size": len(model_bytes["lora"]), "base_model": "SD1"}
+                    "sha256": sha256(model_bytes["lora"]), "size": len(model_bytes["lora"]), "base_model": "SD1.x"}
     assert any("→ lora/" in e.message for e in events.of(Info))
     assert _files(models) == ["lora/detail_tweaker.safetensors", "lora/detail_tweaker.safetensors.json"]
 

@@ -8,11 +8,13 @@ from ..library import KIND_LABELS
 
 FORMATS = ("safetensors", "pickle", "gguf", "diffusers", "unknown")
 
+# The one table of family labels: the probe's messages, sidecars' base_model, `colab-sd models` and the families
+# registry (generation/families: `Family.label` comes from here) all say the same words.
 FAMILY_NAMES = {
-    "sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", "sdxl-refiner": "SDXL refiner", "sd3": "SD3", "flux": "Flux",
+    "sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL", "sdxl-refiner": "SDXL refiner", "sd3": "SD3", "flux": "Flux",
     "chroma": "Chroma", "pixart": "PixArt", "sana": "Sana", "hunyuan": "Hunyuan-DiT", "hunyuan-video": "HunyuanVideo",
     "auraflow": "AuraFlow", "sd-cascade": "Stable Cascade", "kolors": "Kolors", "lumina": "Lumina",
-    "zimage": "Z-Image", "flux2": "Flux.2", "qwen-image": "Qwen-Image", "hidream": "HiDream",
+    "zimage": "Z-Image", "flux2": "Flux.2", "qwen-image": "Qwen-Image", "hidream": "HiDream-I1",
 }
 
 

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ...probe.result import FAMILY_NAMES
+
 GB = 1_000_000_000
 
 
@@ -54,8 +56,8 @@ class Family:
     """
 
     id: str
-    label: str
     pipeline: str  # diffusers text-to-image pipeline class name
+    label: str = field(default="", kw_only=True)  # "" = the probe's label for `id` (one table: FAMILY_NAMES)
     img2img: Optional[str] = None  # diffusers image-to-image class name, None when colab_sd offers none
     transformer: Optional[str] = None  # denoiser class for transformer-only files; None for UNet families
     components: tuple = ()  # Component: what a transformer-only file lacks
@@ -83,6 +85,10 @@ class Family:
     variants: dict = field(default_factory=dict, compare=False)  # variant → field overrides
     variant: Optional[str] = None  # set by for_variant
     variant_label: str = ""
+
+    def __post_init__(self):
+        if not self.label:  # a variant may override it ("SD3.5"); the family's own is the probe's word
+            object.__setattr__(self, "label", FAMILY_NAMES[self.id])
 
     def for_variant(self, variant: Optional[str]) -> "Family":
         """This family with a variant's overrides applied (unknown or None variant: the family as is)."""

@@ -39,7 +39,7 @@ FLUX2_VAE = Component("vae", "vae", "vae-flux2", "AutoencoderKLFlux2", "black-fo
                       "vae/diffusion_pytorch_model.safetensors", int(0.168 * GB), 0.084, "Flux.2 VAE")
 
 ZIMAGE = Family(
-    id="zimage", label="Z-Image", variant_label="Turbo", pipeline="ZImagePipeline", img2img="ZImageImg2ImgPipeline",
+    id="zimage", variant_label="Turbo", pipeline="ZImagePipeline", img2img="ZImageImg2ImgPipeline",
     transformer="ZImageTransformer2DModel", components=(QWEN3_4B, FLUX_VAE), tokenizers=("tokenizer",),
     config="zimage", single_file_pipeline=True, steps=9, cfg=0.0, guidance="none", negative=False, sampler="flow",
     shift=3.0, size=1024, sizes=_FLUX_SIZES, max_sequence_length=512, params=6.15, fp16="guard", vae_fp32=True,
@@ -49,7 +49,7 @@ ZIMAGE = Family(
                        "shift": 6.0, "civitai": ("ZImageBase",)}})
 
 FLUX = Family(
-    id="flux", label="Flux", variant_label="dev", pipeline="FluxPipeline", img2img="FluxImg2ImgPipeline",
+    id="flux", variant_label="dev", pipeline="FluxPipeline", img2img="FluxImg2ImgPipeline",
     transformer="FluxTransformer2DModel", components=(CLIP_L, T5_XXL, FLUX_VAE), tokenizers=("tokenizer", "tokenizer_2"),
     config="flux-dev", single_file_pipeline=True, steps=28, cfg=3.5, guidance="distilled", negative=False,
     sampler="flow", shift=None, size=1024, sizes=_FLUX_SIZES, max_sequence_length=512, params=11.9, fp16="clamped",
@@ -65,14 +65,14 @@ FLUX = Family(
               "depth": {"variant_label": "Depth / Canny", "supported": False}})
 
 CHROMA = Family(
-    id="chroma", label="Chroma", pipeline="ChromaPipeline", img2img="ChromaImg2ImgPipeline",
+    id="chroma", pipeline="ChromaPipeline", img2img="ChromaImg2ImgPipeline",
     transformer="ChromaTransformer2DModel", components=(replace(T5_XXL, role="text_encoder"), FLUX_VAE),
     tokenizers=("tokenizer",), config="chroma", single_file_pipeline=True, steps=35, cfg=5.0, guidance="cfg",
     negative=True, sampler="flow", shift=None, size=1024, sizes=_FLUX_SIZES, max_sequence_length=512, params=8.9,
     fp16="clamped", vae_fp32=True, lora="FluxLoraLoaderMixin (Flux layouts)", civitai=("Chroma",))
 
 SD3 = Family(
-    id="sd3", label="SD3", variant_label="Medium", pipeline="StableDiffusion3Pipeline",
+    id="sd3", variant_label="Medium", pipeline="StableDiffusion3Pipeline",
     img2img="StableDiffusion3Img2ImgPipeline", transformer="SD3Transformer2DModel",
     components=(SD3_CLIP_L, SD3_CLIP_G, SD3_T5, SD3_VAE), tokenizers=("tokenizer", "tokenizer_2", "tokenizer_3"),
     config="sd3-medium", single_file_pipeline=True, steps=28, cfg=7.0, guidance="cfg", negative=True, sampler="flow",
@@ -88,7 +88,7 @@ SD3 = Family(
                                   "civitai": ("SD 3.5 Large Turbo",)}})
 
 FLUX2 = Family(
-    id="flux2", label="Flux.2", variant_label="Klein 4B", pipeline="Flux2KleinPipeline", img2img=None,
+    id="flux2", variant_label="Klein 4B", pipeline="Flux2KleinPipeline", img2img=None,
     transformer="Flux2Transformer2DModel", components=(KLEIN_QWEN3_4B, FLUX2_VAE), tokenizers=("tokenizer",),
     config="flux2-klein-4b", single_file_pipeline=False, steps=4, cfg=1.0, guidance="none", negative=False,
     sampler="flow", shift=None, size=1024, sizes=_FLUX_SIZES, max_sequence_length=512, params=3.9, fp16="clamped",
@@ -107,13 +107,13 @@ FLUX2 = Family(
                       "civitai": ("Flux.2 D",)}})
 
 QWEN_IMAGE = Family(
-    id="qwen-image", label="Qwen-Image", pipeline="QwenImagePipeline", transformer="QwenImageTransformer2DModel",
+    id="qwen-image", pipeline="QwenImagePipeline", transformer="QwenImageTransformer2DModel",
     components=(replace(QWEN3_4B, cls="Qwen2_5_VLForConditionalGeneration", params=8.3, size=int(16.6 * GB),
                         label="Qwen2.5-VL-7B text encoder (bf16)"),), steps=50, cfg=4.0, guidance="cfg",
     sampler="flow", size=1328, params=20.4, fp16="no", vae_fp32=False, supported=False, civitai=("Qwen",))
 
 HIDREAM = Family(
-    id="hidream", label="HiDream-I1", pipeline="HiDreamImagePipeline", transformer="HiDreamImageTransformer2DModel",
+    id="hidream", pipeline="HiDreamImagePipeline", transformer="HiDreamImageTransformer2DModel",
     components=(replace(T5_XXL, role="text_encoder_3"),
                 replace(QWEN3_4B, role="text_encoder_4", cls="LlamaForCausalLM", params=8.0, size=int(16.1 * GB),
                         label="Llama-3.1-8B text encoder (bf16)")),

@@ -7,19 +7,19 @@ _SD_SIZES = ((512, 512), (512, 768), (768, 512))
 _XL_SIZES = ((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344), (1344, 768))
 
 SD1 = Family(
-    id="sd1", label="SD1.x", pipeline="StableDiffusionPipeline", img2img="StableDiffusionImg2ImgPipeline",
+    id="sd1", pipeline="StableDiffusionPipeline", img2img="StableDiffusionImg2ImgPipeline",
     config="sd1", single_file_pipeline=True, steps=25, cfg=7.0, guidance="cfg", negative=True, sampler="sd",
     size=512, sizes=_SD_SIZES, clip_skip=True, params=0.86, fp16="ok", lora="StableDiffusionLoraLoaderMixin",
     civitai=("SD 1.4", "SD 1.5", "SD 1.5 LCM", "SD 1.5 Hyper"))
 
 SD2 = Family(
-    id="sd2", label="SD2.x", pipeline="StableDiffusionPipeline", img2img="StableDiffusionImg2ImgPipeline",
+    id="sd2", pipeline="StableDiffusionPipeline", img2img="StableDiffusionImg2ImgPipeline",
     config="sd2", single_file_pipeline=True, steps=25, cfg=7.0, guidance="cfg", negative=True, sampler="sd",
     size=768, sizes=((768, 768), (512, 512), (768, 512), (512, 768)), clip_skip=True, params=0.87, fp16="ok",
     lora="StableDiffusionLoraLoaderMixin", civitai=("SD 2.0", "SD 2.0 768", "SD 2.1", "SD 2.1 768", "SD 2.1 Unclip"))
 
 SDXL = Family(
-    id="sdxl", label="SDXL", pipeline="StableDiffusionXLPipeline", img2img="StableDiffusionXLImg2ImgPipeline",
+    id="sdxl", pipeline="StableDiffusionXLPipeline", img2img="StableDiffusionXLImg2ImgPipeline",
     config="sdxl", single_file_pipeline=True, steps=25, cfg=7.0, guidance="cfg", negative=True, sampler="sd",
     size=1024, sizes=_XL_SIZES, clip_skip=True, params=2.57, fp16="ok", vae_fp32=False,
     lora="StableDiffusionXLLoraLoaderMixin",
