@@ -131,6 +131,9 @@ class RayPool:
         finally:
             for actor in self.actors.values():
                 ray.kill(actor)
+            progress = getattr(self, "progress", None)
+            if progress is not None:
+                progress.shutdown()  # the queue is an actor too
             if started_ray:
                 ray.shutdown()
         return self.ledger.cancelled
