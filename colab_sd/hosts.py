@@ -245,8 +245,8 @@ def explain_secret_error(host: str, name: str, err: BaseException) -> str:
     kind = type(err).__name__
     if host == "kaggle":
         if isinstance(err, ConnectionError) or kind == "ConnectionError":
-            return (f"Kaggle secrets need the internet: turn on Settings → Internet in the notebook editor "
-                    f"(it is also needed for pip, Hugging Face and CivitAI)")
+            return ("Kaggle secrets need the internet: turn on Settings → Internet in the notebook editor "
+                    "(it is also needed for pip, Hugging Face and CivitAI)")
         if kind == "BackendError":
             return (f"no Kaggle secret {name} is attached to this notebook: add it under Add-ons → Secrets and tick "
                     f"it for this notebook")

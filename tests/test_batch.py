@@ -21,7 +21,7 @@ from colab_sd.errors import InputError, NotFoundError  # noqa: E402
 from colab_sd.events import Collect  # noqa: E402
 from colab_sd.generation import GenerationRequest, read_png_parameters  # noqa: E402
 from colab_sd.generation.batch import expand, read_jobs  # noqa: E402
-from colab_sd.generation.batch_jobs import BatchDone, JobDone, JobFailed, JobStep, Ledger, WorkerState  # noqa: E402
+from colab_sd.generation.batch_jobs import JobDone, JobFailed, JobStep, Ledger, WorkerState  # noqa: E402
 from colab_sd.generation.batch_worker import PROVENANCE_KEY  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
