@@ -14,23 +14,11 @@ Writes its table to benchmarks/RESULTS.md between the prompt markers (--no-write
 """
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import statistics
 import sys
-import time
-from pathlib import Path
 
-from results_section import write_section  # benchmarks/ is on sys.path when a script runs
+from harness import alternate, cpu_line, options, paired_ratio, publish  # benchmarks/ is on sys.path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-RESULTS = HERE / "RESULTS.md"
 BEGIN, END = "<!-- prompt:begin -->", "<!-- prompt:end -->"
 NEGATIVE = "blurry, ugly"
 CASES = [  # (label, A1111 prompt, the same words without the syntax for diffusers)
@@ -91,32 +79,20 @@ def bench(family: str, args) -> list[dict]:
     def encodings(prompt, plain):
         """Both sides' prompt encoding alone (positive + negative), alternated many times: a few ms each, so the
         difference is measured much more steadily than inside whole calls on a shared machine."""
-        mine, theirs = [], []
-        for i in range(args.repeats * 4):
-            for fn, text, bucket in ((encode_ours, prompt, mine), (encode_theirs, plain, theirs))[:: 1 if i % 2 else -1]:
-                started = time.perf_counter()
-                fn(text)
-                bucket.append(time.perf_counter() - started)
+        mine, theirs = alternate((lambda: encode_ours(prompt), lambda: encode_theirs(plain)), args.repeats * 4)
         return statistics.median(mine), statistics.median(theirs)
 
     rows = []
     for label, prompt, plain in CASES:
         ours(prompt), direct(plain)  # warm-up
-        mine, theirs, encode = [], [], []
-        for i in range(args.repeats):
-            for fn, text, bucket in ((ours, prompt, mine), (direct, plain, theirs))[:: 1 if i % 2 == 0 else -1]:
-                started = time.perf_counter()
-                fn(text)
-                bucket.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            with torch.inference_mode():
-                encode_prompt(pipe, family, prompt, args.steps)
-            encode.append(time.perf_counter() - started)
+        mine, theirs = alternate((lambda: ours(prompt), lambda: direct(plain)), args.repeats)
+        with torch.inference_mode():
+            (encode,) = alternate((lambda: encode_prompt(pipe, family, prompt, args.steps),), args.repeats)
         same = bool(np.array_equal(ours(prompt), direct(plain))) if prompt == plain else None
         enc_ours, enc_theirs = encodings(prompt, plain)
         call = statistics.median(theirs)
         rows.append({"family": family, "case": label, "direct": call,
-                     "ours": statistics.median(mine), "paired": statistics.median(o / d for o, d in zip(mine, theirs)),
+                     "ours": statistics.median(mine), "paired": paired_ratio(mine, theirs),
                      "encode_ms": statistics.median(encode) * 1000, "same": same,
                      "enc_ours_ms": enc_ours * 1000, "enc_theirs_ms": enc_theirs * 1000,
                      "added": (enc_ours - enc_theirs) / call})
@@ -124,23 +100,14 @@ def bench(family: str, args) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on a shared machine)")
-    p.add_argument("--results", default=str(RESULTS))
-    p.add_argument("--no-write", action="store_true")
-    args = p.parse_args(argv)
+    args = options(__doc__.split("\n\n")[0], steps=20, size=128, repeats=7).parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     rows = bench("sd1", args) + bench("sdxl", args)
-    cpu = platform.processor() or platform.machine()
     lines = ["### Prompt handling: A1111 conditioning vs diffusers' own prompt encoding", "",
-             f"CPU ({cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads), "
-             f"tiny random SD1 / SDXL pipelines, {args.size}x{args.size}, {args.steps} steps, Euler, CFG 7, median of "
+             f"{cpu_line(torch)}, tiny random SD1 / SDXL pipelines, {args.size}x{args.size}, {args.steps} steps, Euler, CFG 7, median of "
              f"{args.repeats}", "",
              "| model | prompt | diffusers call (s) | colab_sd call (s) | median paired call ratio | "
              "prompt encoding: diffusers / colab_sd (ms) | added to the call | same pixels |",
@@ -159,10 +126,7 @@ def main(argv=None) -> int:
               "the encodings are measured side by side many times. The syntax rows do more work on purpose (more "
               "chunks, one encoding per distinct scheduled text) and compare with diffusers given the same words "
               "without the syntax, which it would cut at 77 tokens."]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section(Path(args.results), text, BEGIN, END)
+    publish("\n".join(lines), args, BEGIN, END)
     return 0 if all(r["same"] in (None, True) for r in rows) else 1
 
 

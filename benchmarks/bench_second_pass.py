@@ -14,24 +14,13 @@ paired ratios are printed. Writes its table to benchmarks/RESULTS.md between its
 """
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from results_section import write_section  # benchmarks/ is on sys.path when a script runs
+from harness import alternate, cpu_line, options, paired_ratio, publish, tiny_library  # benchmarks/ is on sys.path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-RESULTS = HERE / "RESULTS.md"
 BEGIN, END = "<!-- second-pass:begin -->", "<!-- second-pass:end -->"
 PROMPT, NEGATIVE, SEED = "a photo of a cat, high quality", "blurry", 1234
 
@@ -83,14 +72,11 @@ def bench_hires(model: str, args, out_dir: Path) -> dict:
         inside.append(result.info["pipeline_seconds"])
         return result.images
 
+    def doubled(images):
+        assert images[0].size == (args.size * 2, args.size * 2)
+
     direct()
-    ours_t, direct_t = [], []
-    for i in range(args.repeats):
-        for fn, bucket in ((ours, ours_t), (direct, direct_t))[:: 1 if i % 2 == 0 else -1]:
-            started = time.perf_counter()
-            images = fn()
-            bucket.append(time.perf_counter() - started)
-            assert images[0].size == (args.size * 2, args.size * 2)
+    ours_t, direct_t = alternate((ours, direct), args.repeats, check=doubled)
     return _row(f"{model}: hires ×2 (Latent)", ours_t, direct_t, load_count() - loads, inside)
 
 
@@ -135,12 +121,7 @@ def bench_inpaint(model: str, args, out_dir: Path) -> dict:
         return result.images
 
     direct()
-    ours_t, direct_t = [], []
-    for i in range(args.repeats):
-        for fn, bucket in ((ours, ours_t), (direct, direct_t))[:: 1 if i % 2 == 0 else -1]:
-            started = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - started)
+    ours_t, direct_t = alternate((ours, direct), args.repeats)
     return _row(f"{model}: inpaint {side}² (blur 4, overlay)", ours_t, direct_t, load_count() - loads, inside)
 
 
@@ -173,44 +154,29 @@ def bench_upscale(args, tmp: Path) -> str:
 def _row(label: str, ours: list, direct: list, loads: int, inside: list) -> dict:
     inside = inside[-len(ours):]  # the timed calls only
     return {"label": label, "ours": statistics.median(ours), "direct": statistics.median(direct),
-            "paired": statistics.median(o / d for o, d in zip(ours, direct)), "loads": loads, "n": len(ours),
-            "inside": statistics.median(inside),
-            "inside_paired": statistics.median(i / d for i, d in zip(inside, direct))}
+            "paired": paired_ratio(ours, direct), "loads": loads, "n": len(ours),
+            "inside": statistics.median(inside), "inside_paired": paired_ratio(inside, direct)}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--size", type=int, default=64, help="first-pass side in pixels (default 64; hires doubles it)")
-    p.add_argument("--repeats", type=int, default=7)
+    p = options(__doc__.split("\n\n")[0], steps=10, size=64, repeats=7,
+                size_help="first-pass side in pixels; hires doubles it")
     p.add_argument("--models", default="tiny-sd1,tiny-sdxl")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on a shared machine)")
-    p.add_argument("--results", default=str(RESULTS))
-    p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     p.add_argument("--no-upscale", dest="upscale", action="store_false", help="skip the 1024² 4× upscale run")
     args = p.parse_args(argv)
 
     import torch
 
-    import tiny_models
-
     torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="colab_sd_bench_") as tmp:
-        tmp = Path(tmp)
-        print("building the tiny models…", file=sys.stderr, flush=True)
-        library = tiny_models.build_library(tmp / "models")
-        os.environ["COLAB_SD_HOME"] = str(library)
-        os.environ["COLAB_SD_CONFIGS"] = str(library / "_configs")
+    with tiny_library() as tmp:
         upscale_line = bench_upscale(args, tmp) if args.upscale else None
         rows = []
         for model in [m.strip() for m in args.models.split(",") if m.strip()]:
             rows.append(bench_hires(model, args, tmp / "outputs"))
             rows.append(bench_inpaint(model, args, tmp / "outputs"))
 
-    cpu = platform.processor() or platform.machine()
     lines = ["### Second pass: colab_sd hires fix / inpaint vs plain diffusers doing the same steps", "",
-             f"CPU ({cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads), "
-             f"tiny random models, first pass {args.size}², {args.steps} steps, Euler, median of {args.repeats}", "",
+             f"{cpu_line(torch)}, tiny random models, first pass {args.size}², {args.steps} steps, Euler, median of {args.repeats}", "",
              "| case | diffusers (s) | colab_sd (s) | ratio of medians | median paired ratio | colab_sd's passes (s) | "
              "passes / diffusers (paired) | model loads |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -233,10 +199,7 @@ def main(argv=None) -> int:
               "shared 2-core machine whole-call ratios move by several per cent between runs."]
     if upscale_line:
         lines += ["", upscale_line]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section(Path(args.results), text, BEGIN, END)
+    publish("\n".join(lines), args, BEGIN, END)
     return 0 if all(r["loads"] == 0 for r in rows) else 1
 
 
