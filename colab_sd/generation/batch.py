@@ -180,13 +180,14 @@ def plan_devices(workers, device: Optional[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------- running
 
 
-def generate_batch(requests=None, *, prompts=None, seeds=None, workers=1, device: Optional[str] = None,
+def generate_batch(requests=None, *, prompts=None, seeds=None, workers="all", device: Optional[str] = None,
                    ray=None, outputs_dir=None, on_event: Optional[Callable] = None, cancel=None,
                    threads: Optional[int] = None, **fields) -> BatchResult:
     """Run many generation requests; returns a BatchResult (jobs in request order, every saved PNG).
 
     `requests`: a list of GenerationRequest / dicts, a JSONL path, or one request (or just `fields`) to cross with
-    `prompts` and `seeds` (a count or a list). `workers`: a number or "all" (one per GPU). `device`: "cuda"/"cpu".
+    `prompts` and `seeds` (a count or a list). `workers`: a number or "all" (default: one per GPU, 1 without a GPU;
+    1 runs in this process). `device`: "cuda"/"cpu".
     `ray`: None (this machine), "local" (start Ray here), "auto" or an address ("ray://host:10001"): Ray actors.
     `cancel`: a threading.Event (or a callable) that stops every worker; finished images are kept.
     `threads`: torch threads per worker (default: this process's count, which keeps CPU results identical).
