@@ -33,6 +33,22 @@ def _components_pipe(cls, pipe):
     return made
 
 
+def _loaded_with(fields: dict, sd_class: str):
+    """Load and warm the model through colab_sd, then build diffusers' `sd_class` (its SDXL twin for an SDXL model)
+    on the cached pipeline's components. Returns (the load count after warming, the cached pipeline, the new one)."""
+    import diffusers
+
+    import colab_sd
+    from colab_sd.generation import load_count
+    from colab_sd.generation.cache import CACHE
+
+    colab_sd.generate(**fields)
+    base = CACHE.entry.pipe
+    xl = "XL" in type(base).__name__
+    cls = getattr(diffusers, sd_class.replace("StableDiffusion", "StableDiffusionXL") if xl else sd_class)
+    return load_count(), base, _components_pipe(cls, base)
+
+
 def bench_hires(model: str, args, out_dir: Path) -> dict:
     import diffusers
     import torch
@@ -40,18 +56,12 @@ def bench_hires(model: str, args, out_dir: Path) -> dict:
 
     import colab_sd
     from colab_sd.generation import load_count
-    from colab_sd.generation.cache import CACHE
     from colab_sd.generation.hires import steps_and_strength
 
     fields = dict(model=model, prompt=PROMPT, negative_prompt=NEGATIVE, steps=args.steps, width=args.size,
                   height=args.size, seed=SEED, sampler="Euler", outputs_dir=str(out_dir), hires_scale=2,
                   hires_denoise=0.5)
-    colab_sd.generate(**fields)  # load and warm
-    loads = load_count()
-    base = CACHE.entry.pipe
-    sdxl = "XL" in type(base).__name__
-    img2img = _components_pipe(diffusers.StableDiffusionXLImg2ImgPipeline if sdxl
-                               else diffusers.StableDiffusionImg2ImgPipeline, base)
+    loads, base, img2img = _loaded_with(fields, "StableDiffusionImg2ImgPipeline")
     total, strength = steps_and_strength(args.steps, 0.5)
 
     def direct():
@@ -88,7 +98,6 @@ def bench_inpaint(model: str, args, out_dir: Path) -> dict:
 
     import colab_sd
     from colab_sd.generation import load_count
-    from colab_sd.generation.cache import CACHE
     from colab_sd.generation.hires import img2img_steps
 
     side = args.size * 2
@@ -98,12 +107,7 @@ def bench_inpaint(model: str, args, out_dir: Path) -> dict:
     mask.paste(255, (side // 4, side // 4, 3 * side // 4, 3 * side // 4))
     fields = dict(model=model, prompt=PROMPT, negative_prompt=NEGATIVE, steps=args.steps, seed=SEED,
                   sampler="Euler", outputs_dir=str(out_dir), init_image=init, mask=mask, strength=0.75)
-    colab_sd.generate(**fields)
-    loads = load_count()
-    base = CACHE.entry.pipe
-    sdxl = "XL" in type(base).__name__
-    inpaint = _components_pipe(diffusers.StableDiffusionXLInpaintPipeline if sdxl
-                               else diffusers.StableDiffusionInpaintPipeline, base)
+    loads, base, inpaint = _loaded_with(fields, "StableDiffusionInpaintPipeline")
     steps, strength = img2img_steps(args.steps, 0.75)
 
     def direct():
