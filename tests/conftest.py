@@ -113,11 +113,20 @@ def drive(monkeypatch, drive_cert_dir, tmp_path):
 # ---------------------------------------------------------------------------------------------- generation
 
 
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """A private copy of the tiny models library (tests/tiny_models.py) for one test module; its `_configs` folder is
+    the config cache. A module that needs more in it (or another library) defines its own `library`, which wins."""
+    import tiny_models
+
+    return tiny_models.copy_library(tmp_path_factory.mktemp("models"))
+
+
 @pytest.fixture
 def offline(library, monkeypatch, tmp_path):
     """Generation without the network: the Hub client offline, the bundled configs and the models of the tiny
-    `library` fixture the test module defines, outputs in the test's own folder, no Hub token. A module opts in with
-    `@pytest.fixture(autouse=True) def _offline(offline): ...` (worker processes inherit the environment)."""
+    `library`, outputs in the test's own folder, no Hub token. A module opts in with
+    `pytestmark = [..., pytest.mark.usefixtures("offline")]` (worker processes inherit the environment)."""
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -127,3 +136,12 @@ def offline(library, monkeypatch, tmp_path):
     monkeypatch.setenv("COLAB_SD_OUTPUTS", str(tmp_path / "outputs"))
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def offline_panel(offline, library):
+    """`offline` for the notebook panels: also no last-used settings left in the library by an earlier test (the
+    Generate panel would start from them)."""
+    from colab_sd.ui import settings
+
+    settings.settings_path(library).unlink(missing_ok=True)
