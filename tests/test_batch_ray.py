@@ -31,17 +31,11 @@ def library(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray with two CPUs, as in CI. Ray's raylet gives its dashboard agent a fixed 15 s to start and
-    aborts otherwise; on a machine busy with other work that window can be missed once, so one more try."""
+    """A local Ray with two CPUs, as in CI, started the way `connect` starts one (a patient agent wait)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to the internet from the tests
-    for attempt in (1, 2):
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    from colab_sd.generation.batch_ray import LOCAL_SYSTEM_CONFIG
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=LOCAL_SYSTEM_CONFIG)
     yield
     ray.shutdown()
 

@@ -56,6 +56,13 @@ class BatchActor:
         self.stop.set()
 
 
+# The raylet waits a fixed time for its agents to register, then aborts the node. On a busy 2-core machine
+# (a Colab CPU runtime, CI) the agent took 19-26 s against the default wait, so a local start waits longer.
+# `agent_register_timeout_ms` is a Ray system config (RAY_agent_register_timeout_ms); it only applies to a
+# cluster this process starts, never to one it joins.
+LOCAL_SYSTEM_CONFIG = {"agent_register_timeout_ms": 180_000}
+
+
 def connect(address) -> bool:
     """Start or join Ray; True when this call started it (and so shuts it down after the batch)."""
     import ray
@@ -64,7 +71,10 @@ def connect(address) -> bool:
         return False
     target = None if address in (True, "local") else str(address)
     try:
-        ray.init(address=target, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        starts_one = target is None and not os.environ.get("RAY_ADDRESS")  # RAY_ADDRESS: init joins that one
+        extra = {"_system_config": LOCAL_SYSTEM_CONFIG} if starts_one else {}
+        ray.init(address=target, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                 **extra)
     except ConnectionError as err:
         raise InputError(f"cannot reach a Ray cluster at {address}: start one (`ray start --head`) or use "
                          f"--ray local ({err})".splitlines()[0]) from None
