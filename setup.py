@@ -30,6 +30,9 @@ GENERATION = [
     "spandrel>=0.4",
     "gguf>=0.10",  # GGUF transformer files (Flux, SD3.5, Z-Image); pure Python, no torch pin
 ]
+# What a Colab or Kaggle runtime lacks of the generation stack (it has torch, torchvision, diffusers, transformers):
+# the notebook installs `colab-sd[notebook]`, never `[generation]`, so the host's torch is left alone.
+NOTEBOOK = ["spandrel>=0.4", "gguf>=0.10", "ipycanvas>=0.13"]  # ipycanvas: painting inpaint masks in the notebook
 RAY = ["ray>=2.9"]  # `colab-sd batch --ray`: many machines; imported only when asked for
 APP = ["jupyterlab>=4", "ipykernel>=6"]  # `colab-sd app`: the notebook app outside Colab
 TEST = ["pytest>=7", "pytest-timeout>=2", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6", "jupyterlab>=4", "playwright>=1.40"]
@@ -48,7 +51,8 @@ setup(
     include_package_data=True,
     package_data={"colab_sd": ["generation/configs/**/*"]},
     install_requires=CORE,
-    extras_require={"generation": GENERATION, "app": APP, "ray": RAY, "test": GENERATION + APP + RAY + TEST},
+    extras_require={"generation": GENERATION, "notebook": NOTEBOOK, "app": APP, "ray": RAY,
+                    "test": GENERATION + NOTEBOOK + APP + RAY + TEST},
     entry_points={"console_scripts": ["colab-sd=colab_sd.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Environment :: GPU :: NVIDIA CUDA"],
 )

@@ -23,6 +23,7 @@ def test_notebook_is_one_thin_cell_with_a_pinned_install_and_a_drive_checkbox():
     source = code[0].source
     assert "use_google_drive = False  #@param {type:\"boolean\"}" in source
     assert "git+https://github.com/colab-sd/colab-sd@v0.1.0" in source  # a pinned ref, not a branch
+    assert "colab-sd[notebook] @ git+" in source  # upscalers, GGUF, mask painting; never the torch-pulling extra
     assert "[generation]" not in source.replace("Without the [generation] extra", "")  # never reinstall torch
     assert "COLAB_SD_INSTALL_FROM" in source and "colab_sd.launch(" in source
     assert all(not c.get("outputs") for c in code)  # committed clean, no saved widget state or tokens
