@@ -8,29 +8,13 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("diffusers")
 
-import tiny_models  # noqa: E402
 
 from colab_sd.generation import parse_parameters, read_png_parameters  # noqa: E402
-from colab_sd.ui import settings  # noqa: E402
 from colab_sd.ui.app import App  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")]
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    return tiny_models.copy_library(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(autouse=True)
-def offline_configs(library, monkeypatch):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(library / "_configs"))
-    settings.settings_path(library).unlink(missing_ok=True)
+              pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning"),
+              pytest.mark.usefixtures("offline_panel")]
 
 
 def test_batch_view_runs_prompts_times_seeds_with_the_panel_settings(library, tmp_path):

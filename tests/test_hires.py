@@ -11,30 +11,13 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import colab_sd  # noqa: E402
-import tiny_models  # noqa: E402
 from colab_sd.errors import InputError  # noqa: E402
 from colab_sd.generation import hires, load_count, parse_parameters  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")]
+              pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning"), pytest.mark.usefixtures("offline")]
 
 SMALL = dict(steps=2, width=64, height=64, seed=77, save=False, prompt="a photo of a cat")
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    return tiny_models.copy_library(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(autouse=True)
-def offline(library, monkeypatch, tmp_path):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(library / "_configs"))
-    monkeypatch.setenv("COLAB_SD_HOME", str(library))
-    monkeypatch.setenv("COLAB_SD_OUTPUTS", str(tmp_path / "outputs"))
 
 
 def test_hires_turns_64_into_128_with_a1111_infotext(tmp_path):

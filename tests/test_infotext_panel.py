@@ -15,28 +15,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 from PIL import Image  # noqa: E402
 
-import tiny_models  # noqa: E402
 from colab_sd.generation import metadata  # noqa: E402
-from colab_sd.ui import settings  # noqa: E402
 from colab_sd.ui.app import App  # noqa: E402
 from colab_sd.ui.compat import IPYWIDGETS_MAJOR  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    return tiny_models.copy_library(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(autouse=True)
-def offline(library, monkeypatch):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(library / "_configs"))
-    settings.settings_path(library).unlink(missing_ok=True)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.usefixtures("offline_panel")]
 
 
 def jpeg_with_infotext(text: str) -> bytes:

@@ -13,7 +13,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import tiny_models  # noqa: E402
 from colab_sd.cli import main  # noqa: E402
 from colab_sd.generation import metadata  # noqa: E402
 from colab_sd.generation.reuse import request_from_parameters  # noqa: E402
@@ -21,17 +20,7 @@ from colab_sd.infotext import from_civitai_meta, from_text, read_parameters  # n
 from colab_sd.library import read_sidecar  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")]
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    return tiny_models.copy_library(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(autouse=True)
-def _offline(offline):
-    """Every test here runs offline (conftest.offline)."""
+              pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning"), pytest.mark.usefixtures("offline")]
 
 
 def cli(*args, capsys) -> tuple[int, list[Path], str]:

@@ -19,7 +19,7 @@ from colab_sd.generation import parse_parameters  # noqa: E402
 from colab_sd.generation import masks  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")]
+              pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning"), pytest.mark.usefixtures("offline")]
 
 SMALL = dict(steps=2, seed=5, save=False, prompt="a photo of a cat", strength=0.75)
 
@@ -41,17 +41,6 @@ def library(tmp_path_factory):
     nine_channel("sd1", root / "checkpoint" / "tiny-sd1-inpainting.safetensors")
     nine_channel("sdxl", root / "checkpoint" / "tiny-sdxl-inpainting.safetensors")
     return root
-
-
-@pytest.fixture(autouse=True)
-def offline(library, monkeypatch, tmp_path):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(library / "_configs"))
-    monkeypatch.setenv("COLAB_SD_HOME", str(library))
-    monkeypatch.setenv("COLAB_SD_OUTPUTS", str(tmp_path / "outputs"))
 
 
 @pytest.fixture(scope="module")

@@ -19,24 +19,9 @@ from colab_sd.errors import InputError  # noqa: E402
 from colab_sd.events import Collect, Info  # noqa: E402
 from colab_sd.generation import load_count, parse_parameters, read_png_parameters  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.usefixtures("offline")]
 SMALL = dict(steps=4, width=64, height=64, seed=99, sampler="Euler")
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    return tiny_models.copy_library(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(autouse=True)
-def offline(library, monkeypatch, tmp_path):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(library / "_configs"))
-    monkeypatch.setenv("COLAB_SD_HOME", str(library))
-    monkeypatch.setenv("COLAB_SD_OUTPUTS", str(tmp_path / "outputs"))
 
 
 def run(**fields):

@@ -10,7 +10,6 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("diffusers")
 
-import tiny_models  # noqa: E402
 from ui_helpers import interrupt_main_when  # noqa: E402
 
 from colab_sd.library import write_sidecar  # noqa: E402
@@ -18,20 +17,7 @@ from colab_sd.ui import settings  # noqa: E402
 from colab_sd.ui.app import App  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    return tiny_models.copy_library(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(autouse=True)
-def offline_configs(library, monkeypatch):
-    # The tiny architectures are not the real ones: their configs come from the library, never from the Hub.
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(library / "_configs"))
-    settings.settings_path(library).unlink(missing_ok=True)
+pytestmark = pytest.mark.usefixtures("offline_panel")
 
 
 def test_choices_presets_loras_and_embeddings(library):
