@@ -16,7 +16,6 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import colab_sd  # noqa: E402
-import tiny_models  # noqa: E402
 from colab_sd.errors import InputError, NotFoundError  # noqa: E402
 from colab_sd.events import Collect  # noqa: E402
 from colab_sd.generation import GenerationRequest, read_png_parameters  # noqa: E402
@@ -25,19 +24,9 @@ from colab_sd.generation.batch_jobs import JobDone, JobFailed, JobStep, Ledger, 
 from colab_sd.generation.batch_worker import PROVENANCE_KEY  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")]
+              pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning"), pytest.mark.usefixtures("offline")]
 
 SMALL = dict(model="tiny-sd1", steps=2, width=64, height=64)
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    return tiny_models.copy_library(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(autouse=True)
-def _offline(offline):
-    """Every test here runs offline (conftest.offline)."""
 
 
 def png_pixels(path) -> np.ndarray:
