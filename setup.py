@@ -32,7 +32,9 @@ GENERATION = [
 ]
 # What a Colab or Kaggle runtime lacks of the generation stack (it has torch, torchvision, diffusers, transformers):
 # the notebook installs `colab-sd[notebook]`, never `[generation]`, so the host's torch is left alone.
-NOTEBOOK = ["spandrel>=0.4", "gguf>=0.10", "ipycanvas>=0.13"]  # ipycanvas: painting inpaint masks in the notebook
+# bitsandbytes: 8/4-bit text encoders, without which the memory plan cannot fit Flux-class models on a T4
+# (it asks torch<3,>=2.4: Colab's torch satisfies it, nothing is replaced).
+NOTEBOOK = ["spandrel>=0.4", "gguf>=0.10", "ipycanvas>=0.13", "bitsandbytes>=0.45"]  # ipycanvas: painting masks
 RAY = ["ray>=2.9"]  # `colab-sd batch --ray`: many machines; imported only when asked for
 APP = ["jupyterlab>=4", "ipykernel>=6"]  # `colab-sd app`: the notebook app outside Colab
 TEST = ["pytest>=7", "pytest-timeout>=2", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6", "jupyterlab>=4", "playwright>=1.40"]
