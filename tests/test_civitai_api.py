@@ -268,3 +268,17 @@ def test_a_download_404_after_good_metadata_is_not_called_removed(multi_file, mo
     assert multi_file.hits("/api/download/models/9100")[-1]["query"] == {"type": "Model", "format": "SafeTensor",
                                                                          "fp": "int8"}
     assert not [p for p in models.rglob("*") if p.is_file()]
+
+
+def test_an_image_made_with_hires_fix_is_recreated_with_it():
+    """CivitAI's meta carries A1111's Hires keys; recreate fills the same hires_* fields `generate --from` does."""
+    from colab_sd.civitai.meta import from_parameters
+    from colab_sd.infotext.fields import from_civitai_meta
+
+    meta = {"prompt": "a lighthouse", "seed": 5, "steps": 20, "cfgScale": 6, "Size": "512x768",
+            "Hires upscale": "2", "Hires steps": "10", "Hires upscaler": "Latent", "Denoising strength": "0.55"}
+    generation = from_parameters(from_civitai_meta(meta))
+    fields = generation.fields
+    assert fields["hires_scale"] == 2 and fields["hires_steps"] == 10 and fields["hires_upscaler"] == "Latent"
+    assert fields["hires_denoise"] == 0.55
+    assert not any("hires" in note for note in generation.notes)

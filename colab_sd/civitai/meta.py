@@ -90,9 +90,9 @@ def _fields(params: Mapping[str, Any], notes: list) -> dict:
         except Exception:  # InputError: a sampler (or schedule) colab_sd does not have
             notes.append(f"sampler {sampler!r}{f' ({schedule})' if schedule else ''} is not one colab_sd has: "
                          "the default sampler is used")
-    if params.get("hires_scale") or params.get("hires_upscaler"):
-        notes.append(f"the image used hires fix ({params.get('hires_upscaler') or 'upscale'} x"
-                     f"{params.get('hires_scale') or '?'}): recreated at its base size, without it")
+    from ..generation.reuse import hires_fields  # torch-free; the same mapping `generate --from` uses
+
+    hires_fields(params, fields, notes)  # hires fix is recreated too (A1111's Hires keys → hires_* fields)
     if params.get("source") == "comfyui":
         notes.append("the image was made with a ComfyUI workflow: only its main settings are read")
     return fields

@@ -122,7 +122,7 @@ def request_from_parameters(params: dict, models_dir=None, *, compute_hashes: bo
         out.resources.append(emb)
         if emb.found and _bare(emb.found).rsplit("/", 1)[-1] != emb.name:
             out.notes.append(f"embedding {emb.name} is in the library as {emb.found}: write that name in the prompt")
-    _hires(params, fields, out.notes)
+    hires_fields(params, fields, out.notes)
     return out
 
 
@@ -147,7 +147,9 @@ def _sampler(params: dict, fields: dict, notes: list) -> None:
         fields["schedule"] = schedule
 
 
-def _hires(params: dict, fields: dict, notes: list) -> None:
+def hires_fields(params: dict, fields: dict, notes: list) -> None:
+    """Copy an infotext dict's hires fix settings into request `fields` (A1111 keys → `hires_*`), noting in `notes`
+    what this version cannot run, or that a denoising strength alone means the image came from img2img."""
     names = {f.name for f in dataclasses.fields(GenerationRequest)}
     hires = {k: params.get(k) for k in _HIRES if k != "denoising_strength" and params.get(k) is not None}
     strength = params.get("denoising_strength")
