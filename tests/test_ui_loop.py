@@ -67,8 +67,8 @@ def test_token_download_library_generate_loop(civitai, models, tmp_path):
     assert "filmic, grainy" in app.library.table.value and "SD 1.5" in app.library.table.value
 
     if app.generate is not None:  # the generation stack is installed: the LoRA is offered with its words
-        assert list(app.generate.lora_choice.options) == ["film_look_v1.safetensors"]
-        app.generate.lora_add.click()
+        assert [value for _label, value in app.generate.lora_choice.options] == [None, "film_look_v1.safetensors"]
+        app.generate.lora_choice.value = "film_look_v1.safetensors"  # choosing it adds it: what is shown is used
         app.generate.lora_rows[0].word_buttons[0].click()
         assert app.generate.prompt.value == "filmic"
 
