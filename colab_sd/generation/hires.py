@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import InputError
+from .request import checked_float, checked_int
 
 # A1111's UI defaults for a hires fix turned on with nothing else said
 DEFAULT_SCALE = 2.0
@@ -73,11 +74,11 @@ def plan(req, width: int, height: int) -> Optional[HiresPlan]:
 
     if not wanted(req):
         return None
-    scale = _number("hires scale", req.hires_scale if req.hires_scale is not None else DEFAULT_SCALE, 1.0, 8.0)
-    rw = _whole("hires resize width", req.hires_resize_width or 0, 0, MAX_SIDE)
-    rh = _whole("hires resize height", req.hires_resize_height or 0, 0, MAX_SIDE)
-    steps = _whole("hires steps", req.hires_steps or 0, 0, 500)
-    denoise = _number("hires denoising strength", req.hires_denoise if req.hires_denoise is not None
+    scale = checked_float("hires scale", req.hires_scale if req.hires_scale is not None else DEFAULT_SCALE, 1.0, 8.0)
+    rw = checked_int("hires resize width", req.hires_resize_width or 0, 0, MAX_SIDE)
+    rh = checked_int("hires resize height", req.hires_resize_height or 0, 0, MAX_SIDE)
+    steps = checked_int("hires steps", req.hires_steps or 0, 0, 500)
+    denoise = checked_float("hires denoising strength", req.hires_denoise if req.hires_denoise is not None
                       else DEFAULT_DENOISE, 0.0, 1.0)
     if denoise <= 0:
         raise InputError("hires denoising strength must be above 0 (0.3 keeps the picture, 0.7 is A1111's default)")
@@ -85,7 +86,7 @@ def plan(req, width: int, height: int) -> Optional[HiresPlan]:
     sampler = None
     if req.hires_sampler:
         sampler = resolve_sampler(req.hires_sampler)[0].name
-    cfg = None if req.hires_cfg is None else _number("hires CFG scale", req.hires_cfg, 0.0, 50.0)
+    cfg = None if req.hires_cfg is None else checked_float("hires CFG scale", req.hires_cfg, 0.0, 50.0)
     up, final = target(width, height, scale, rw, rh)
     for label, (w, h) in (("hires size", final), ("hires upscale", up)):
         if min(w, h) < 64 or max(w, h) > MAX_SIDE:
@@ -150,25 +151,3 @@ def vae_needs_tiling(width: int, height: int, dtype, device: str) -> bool:
     need = width * height * per_pixel
     free, _ = torch.cuda.mem_get_info()
     return need > free * 0.8
-
-
-def _number(label: str, value, low: float, high: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{label} must be a number, not {value!r}") from None
-    if not low <= number <= high:
-        raise InputError(f"{label} must be between {low:g} and {high:g}, not {number:g}")
-    return number
-
-
-def _whole(label: str, value, low: int, high: int) -> int:
-    try:
-        number = int(value)
-        if number != float(value):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise InputError(f"{label} must be a whole number, not {value!r}") from None
-    if not low <= number <= high:
-        raise InputError(f"{label} must be between {low} and {high}, not {number}")
-    return number

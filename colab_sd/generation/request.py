@@ -116,18 +116,18 @@ class GenerationRequest:
             raise InputError("negative prompt must be text")
         if self.model is None or (isinstance(self.model, str) and not self.model.strip()):
             raise InputError("no model chosen: pass model= a checkpoint name, file, diffusers folder or HF repo id")
-        steps = None if self.steps is None else _int("steps", self.steps, 1, MAX_STEPS)
-        cfg = None if self.cfg is None else _float("CFG scale", self.cfg, 0.0, 50.0)
+        steps = None if self.steps is None else checked_int("steps", self.steps, 1, MAX_STEPS)
+        cfg = None if self.cfg is None else checked_float("CFG scale", self.cfg, 0.0, 50.0)
         width = None if self.width is None else _side("width", self.width)
         height = None if self.height is None else _side("height", self.height)
-        seed = _int("seed", self.seed, -1, MAX_SEED)
-        batch_size = _int("batch size", self.batch_size, 1, 64)
-        batch_count = _int("batch count", self.batch_count, 1, 1000)
-        clip_skip = _int("clip skip", self.clip_skip, 1, 12)
-        strength = _float("strength", self.strength, 0.0, 1.0)
+        seed = checked_int("seed", self.seed, -1, MAX_SEED)
+        batch_size = checked_int("batch size", self.batch_size, 1, 64)
+        batch_count = checked_int("batch count", self.batch_count, 1, 1000)
+        clip_skip = checked_int("clip skip", self.clip_skip, 1, 12)
+        strength = checked_float("strength", self.strength, 0.0, 1.0)
         if self.init_image is not None and strength <= 0:
             raise InputError("strength must be above 0 for img2img (0.3 keeps the picture, 0.8 repaints most of it)")
-        preview_every = _int("preview_every", self.preview_every, 0, MAX_STEPS)
+        preview_every = checked_int("preview_every", self.preview_every, 0, MAX_STEPS)
         resolve_sampler(self.sampler, self.schedule)  # raises with the list of valid names
         if self.prediction not in (None, "", "epsilon", "v_prediction", "v"):
             raise InputError(f"unknown prediction type {self.prediction!r}: use epsilon or v_prediction")
@@ -148,8 +148,8 @@ class GenerationRequest:
                 raise InputError(f"init image not found: {self.init_image}")
         if self.mask is not None and isinstance(self.mask, (str, os.PathLike)) and not os.path.isfile(self.mask):
             raise InputError(f"mask not found: {self.mask}")
-        mask_blur = _int("mask blur", self.mask_blur, 0, 64)
-        inpaint_padding = _int("masked area padding", self.inpaint_padding, 0, 1024)
+        mask_blur = checked_int("mask blur", self.mask_blur, 0, 64)
+        inpaint_padding = checked_int("masked area padding", self.inpaint_padding, 0, 1024)
         if self.save and self.outputs_dir:
             _check_folder(self.outputs_dir)
         prediction = "v_prediction" if self.prediction == "v" else (self.prediction or None)
@@ -170,7 +170,8 @@ def _check_folder(folder) -> None:
         raise InputError(f"outputs folder {folder} cannot be made: {path} is a file, not a folder")
 
 
-def _int(label: str, value, low: int, high: int) -> int:
+def checked_int(label: str, value, low: int, high: int) -> int:
+    """`value` as a whole number in [low, high], or an InputError naming `label` (bools and 2.5 refused)."""
     if isinstance(value, bool):
         raise InputError(f"{label} must be a whole number, not {value!r}")
     try:
@@ -186,7 +187,8 @@ def _int(label: str, value, low: int, high: int) -> int:
     return number
 
 
-def _float(label: str, value, low: float, high: float) -> float:
+def checked_float(label: str, value, low: float, high: float) -> float:
+    """`value` as a number in [low, high], or an InputError naming `label`."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -197,7 +199,7 @@ def _float(label: str, value, low: float, high: float) -> float:
 
 
 def _side(label: str, value) -> int:
-    number = _int(label, value, 1, MAX_SIDE)
+    number = checked_int(label, value, 1, MAX_SIDE)
     if number % 8:
         lower, upper = number // 8 * 8, number // 8 * 8 + 8
         raise InputError(f"{label} {number} is not a multiple of 8: use {max(lower, 64)} or {upper}")
