@@ -120,10 +120,14 @@ def load_transformer(path: Path, fam, dtype, config: Path):
     return cls.from_single_file(str(path), **kw)
 
 
-def gather(fam, root: Path, config: Path, emit: Callable, job: str, *, fetch: bool = True, tokens=None) -> dict:
-    """role → file for every component, from the library or fetched (announced first: what and how big)."""
+def gather(fam, root: Path, config: Path, emit: Callable, job: str, *, fetch: bool = True, tokens=None,
+           skip=()) -> dict:
+    """role → file for every component not in `skip` (roles the model file holds itself), from the library or
+    fetched (announced first: what and how big)."""
     found, absent = {}, []
     for comp in fam.components:
+        if comp.role in skip:
+            continue
         path = components.find(comp, root, config)
         if path is None:
             absent.append(comp)
@@ -164,17 +168,23 @@ def load_pipeline(ref, fam, dtype, config: Path, root: Path, emit: Callable, *, 
         with quiet_loading():
             pipe = cls.from_pretrained(str(ref.path), local_files_only=True, **{dtype_kwarg(): dtype})
     else:
-        files = gather(fam, root, config, emit, job, fetch=fetch, tokens=tokens)
+        quant = _te_quantization(plan)
+        inside = _inside(ref.path, fam, quant, emit, job)
+        files = gather(fam, root, config, emit, job, fetch=fetch, tokens=tokens, skip=inside)
         with quiet_loading():
             parts = {"transformer": load_transformer(ref.path, fam, dtype, config)}
         vae_dtype = torch.float32 if fam.vae_fp32 and dtype == torch.float16 else dtype
-        quant = _te_quantization(plan)
         for comp in fam.components:
-            parts[comp.role] = components.load(comp, files[comp.role], config,
-                                               vae_dtype if comp.kind == "vae" else dtype,
-                                               None if comp.kind == "vae" else quant)
+            if comp.role not in inside:
+                parts[comp.role] = components.load(comp, files[comp.role], config,
+                                                   vae_dtype if comp.kind == "vae" else dtype,
+                                                   None if comp.kind == "vae" else quant)
         with quiet_loading():
-            pipe = cls.from_pretrained(str(config), local_files_only=True, **parts, **{dtype_kwarg(): dtype})
+            if inside:  # diffusers builds the embedded encoders / VAE out of the file itself
+                pipe = cls.from_single_file(str(ref.path), config=str(config), local_files_only=True, **parts,
+                                            **{dtype_kwarg(): dtype})
+            else:
+                pipe = cls.from_pretrained(str(config), local_files_only=True, **parts, **{dtype_kwarg(): dtype})
     if fam.vae_fp32 and dtype == torch.float16 and pipe.vae.dtype != torch.float32:
         pipe.vae.to(torch.float32)
     if fam.fp16 == "guard" and dtype == torch.float16:
@@ -182,6 +192,27 @@ def load_pipeline(ref, fam, dtype, config: Path, root: Path, emit: Callable, *, 
     vae_guard(pipe.vae, fam.name, {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32"))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _inside(path: Path, fam, quant, emit: Callable, job: str) -> dict:
+    """role → prefix of the components a bundle file holds that will be built from it (`bundle.embedded`); the
+    text encoders come from the library instead when the plan quantizes them (diffusers builds a bundle's encoders
+    in the compute dtype only) or when the file stores them as scaled fp8 — said in an Info either way."""
+    from . import bundle
+
+    inside = bundle.embedded(fam, path)
+    if quant is not None and any(role.startswith("text_encoder") for role in inside):
+        inside = {role: prefix for role, prefix in inside.items() if not role.startswith("text_encoder")}
+        emit(Info("the memory plan quantizes the text encoders, which diffusers cannot do for encoders inside the "
+                  "model file: they come from the library instead", job=job))
+    scaled = bundle.scaled_encoders(fam, path)
+    if scaled:
+        emit(Info(f"{', '.join(scaled)} in {path.name} are ComfyUI scaled fp8, which diffusers cannot read "
+                  f"correctly: taken from the library instead", job=job))
+    if inside:
+        held = ", ".join(c.label.split(" (")[0] for c in fam.components if c.role in inside)
+        emit(Info(f"{held}: from {path.name} itself", job=job))
+    return inside
 
 
 def _te_quantization(plan):

@@ -51,9 +51,19 @@ def parts_for(ref, fam, root, config=None):
                 size = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
                 parts.append(Part(role, params, size, stored))
         return parts
-    params, stored = components.weights_of(path)
-    parts = [Part("transformer", params, path.stat().st_size, stored)]
+    from .bundle import embedded, part_sizes
+
+    inside = part_sizes(path, embedded(fam, path)) if path.suffix.lower() != ".gguf" else {}
+    if "transformer" in inside:  # a bundle: the denoiser and each embedded part sized by their own keys
+        params, size, stored = inside["transformer"]
+        parts = [Part("transformer", params, size, stored)]
+    else:
+        params, stored = components.weights_of(path)
+        parts = [Part("transformer", params, path.stat().st_size, stored)]
     for comp in fam.components:
+        if comp.role in inside:
+            parts.append(Part(comp.role, *inside[comp.role]))
+            continue
         found = components.find(comp, Path(root), config) if config is not None else None
         if found is not None:
             c_params, c_stored = components.weights_of(found)
