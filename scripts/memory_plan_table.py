@@ -2,7 +2,8 @@
 
     python scripts/memory_plan_table.py
 
-Rows: the released files of each family (sizes from the families reference §3–§4); columns: what
+Rows: the released files of each family (sizes from the families reference §3–§4; the scaled fp8 rows are
+parameters × 1 byte, est.); columns: what
 `colab_sd.generation.memory_plan.decide` chooses on a free Colab T4 (with and without bitsandbytes) and on a
 24 GB bf16 GPU. Nothing is loaded; no torch.
 """
@@ -16,8 +17,10 @@ ROWS = (
     ("sdxl", None, "SDXL fp16 checkpoint", 6.9, "fp16"),
     ("zimage", None, "Z-Image Turbo bf16", 12.3, "bf16"),
     ("zimage", None, "Z-Image Turbo Q8_0 GGUF", 6.6, "gguf"),
+    ("zimage", None, "Z-Image Turbo scaled fp8", 6.2, "fp8-scaled"),
     ("flux", "dev", "Flux dev bf16", 23.8, "bf16"),
     ("flux", "dev", "Flux dev fp8", 11.9, "fp8"),
+    ("flux", "dev", "Flux dev scaled fp8", 11.9, "fp8-scaled"),
     ("flux", "dev", "Flux dev Q4_K_M GGUF", 6.8, "gguf"),
     ("flux", "schnell", "Flux schnell Q5_K_M GGUF", 8.4, "gguf"),
     ("chroma", None, "Chroma Q4 GGUF", 5.5, "gguf"),
@@ -26,6 +29,7 @@ ROWS = (
     ("sd3", "3.5-large", "SD3.5 Large bf16", 16.5, "bf16"),
     ("sd3", "3.5-large", "SD3.5 Large Q4 GGUF", 5.0, "gguf"),
     ("flux2", "klein-4b", "Flux.2 Klein 4B bf16", 7.75, "bf16"),
+    ("flux2", "klein-4b", "Flux.2 Klein 4B scaled fp8", 3.9, "fp8-scaled"),
     ("flux2", "klein-9b", "Flux.2 Klein 9B bf16", 18.0, "bf16"),
     ("flux2", "dev", "Flux.2 dev bf16", 64.0, "bf16"),
     ("qwen-image", None, "Qwen-Image bf16", 41.0, "bf16"),

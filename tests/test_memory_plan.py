@@ -111,3 +111,20 @@ def test_table_script_prints_the_rules():
         sys.stdout = old
     text = out.getvalue()
     assert text.startswith("| model file") and "Flux dev" in text and "Qwen-Image" in text and "refused" in text
+    # the README's table is this output, as it is now (regenerate it with the script when the rules change)
+    readme = (script.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert text.strip() in readme
+
+
+def test_scaled_fp8_is_rescaled_in_ram_before_loading():
+    """A ComfyUI scaled fp8 file becomes a whole state dict in the compute dtype before diffusers takes it
+    (families.fp8): its load copy is its resident size even when going to the GPU, unlike a plain fp8 file."""
+    plain = Part("transformer", 4.0, int(4 * GB), "fp8")
+    scaled = Part("transformer", 4.0, int(4 * GB), "fp8-scaled")
+    assert plain.resident("fp16") == scaled.resident("fp16") == 8 * GB
+    assert plain.load_copy("fp16", True) < 1 * GB and scaled.load_copy("fp16", True) == 8 * GB
+    fam = families.lookup("zimage")
+    plan = decide(fam, parts(fam, 6.2, "fp8-scaled"), T4)
+    assert not plan.fits and "scaled fp8" in plan.line and "Q8_0 GGUF" in plan.suggestion
+    cpu = decide(fam, [Part("transformer", 0.001, int(0.001 * GB), "fp8-scaled")], Machine("CPU", 0, int(20 * GB)))
+    assert cpu.fits and "scaled fp8: on the CPU in fp32" in cpu.line

@@ -42,12 +42,21 @@ def header(path: Path) -> tuple[dict, dict, dict]:
     return shapes, dtypes, meta
 
 
-def stored_dtype(dtypes: dict) -> str:
-    """The dtype most of a file's weights are stored in: "bf16", "fp16", "fp32", "fp8" or "gguf"."""
+def stored_dtype(dtypes: dict, metadata: Optional[dict] = None, sizes: Optional[dict] = None) -> str:
+    """The dtype most of a file's weights are stored in (by element count when `sizes`, key → elements, is given:
+    biases and norms outnumber the Linear weights by key): "bf16", "fp16", "fp32", "fp8", "gguf", or "fp8-scaled"
+    for a ComfyUI scaled fp8 file (a `scaled_fp8` marker, per-layer `scale_weight` / `weight_scale` /
+    `comfy_quant` keys, or `_quantization_metadata` in `metadata`): it is rescaled into the compute dtype in RAM
+    before loading (families.fp8), which the memory plan counts differently from a plain fp8 file."""
+    from .families.fp8 import is_scale_key
+
+    if any(is_scale_key(str(k).rsplit(":", 1)[-1]) for k in dtypes) or (metadata or {}).get("_quantization_metadata"):
+        return "fp8-scaled"
     names = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8", "F8_E5M2": "fp8", "gguf": "gguf"}
     counts: dict[str, int] = {}
-    for value in dtypes.values():
-        counts[names.get(value, "other")] = counts.get(names.get(value, "other"), 0) + 1
+    for key, value in dtypes.items():
+        weight = sizes.get(key, 1) if sizes is not None else 1
+        counts[names.get(value, "other")] = counts.get(names.get(value, "other"), 0) + weight
     return max(counts, key=counts.get) if counts else "bf16"
 
 
@@ -55,16 +64,19 @@ def weights_of(path: Path) -> tuple[float, str]:
     """(parameters in billions, stored dtype) of a weights file, or of every .safetensors in a folder; headers only."""
     path = Path(path)
     files = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path]
-    count, dtypes = 0, {}
+    count, dtypes, scaled, sizes = 0, {}, {}, {}
     for file in files:
-        shapes, types, _ = header(file)
+        shapes, types, meta = header(file)
+        if isinstance(meta, dict) and meta.get("_quantization_metadata"):
+            scaled = {"_quantization_metadata": meta["_quantization_metadata"]}
         for key, shape in shapes.items():
             n = 1
             for d in shape or ():
                 n *= int(d)
             count += n
+            sizes[f"{file}:{key}"] = n
         dtypes.update({f"{file}:{k}": v for k, v in types.items()})
-    return count / 1e9, stored_dtype(dtypes)
+    return count / 1e9, stored_dtype(dtypes, scaled, sizes)
 
 
 def arch_of(shapes: dict) -> tuple[Optional[str], Optional[int]]:

@@ -10,13 +10,15 @@ Rules, in order (the README's table is printed from them by `scripts/memory_plan
 1. dtype: fp32 on the CPU; bf16 on GPUs that compute it (compute capability ≥ 8); else fp16, or fp32 for
    families that produce NaNs in fp16 (`Family.fp16 == "no"`).
 2. Sizes at that dtype: a GGUF transformer stays packed (its file size); safetensors are params × 2 bytes (an fp8
-   file is upcast on load, so twice its size); the VAE in fp32 where the family needs it.
+   file is upcast on load, so twice its size; a ComfyUI scaled fp8 file too, rescaled into that dtype); the VAE in
+   fp32 where the family needs it.
 3. Try, first fit wins: everything on the GPU (text encoders fp16, then 8-bit, then 4-bit); model CPU offload
    (the largest part on the GPU at a time, every part parked in RAM) with fp16, 8-bit, 4-bit encoders;
    sequential offload (layer by layer: tiny VRAM, same RAM). 8/4-bit need bitsandbytes and CUDA.
 4. RAM: whatever is parked in RAM (offload) plus the load-time copy (diffusers copies a GGUF file into RAM;
    safetensors are memory-mapped, so one tensor at a time when loading straight to the GPU) must stay under the
-   available RAM less a safety margin; VRAM: the resident parts plus activations under the free VRAM.
+   available RAM less a safety margin (a scaled fp8 file is rescaled into the compute dtype in RAM before it
+   loads, so its load copy is its resident size wherever it goes); VRAM: the resident parts plus activations.
 Source of the sizes and behaviours: the families reference §3–§4 (diffusers GGUF loader copies tensors; offload
 parks components in their stored dtype; T5 fp8 / fp16 sizes).
 """
@@ -95,7 +97,7 @@ def _ram_available() -> int:
 @dataclass(frozen=True)
 class Part:
     """One loadable part: role ("transformer", "unet", "text_encoder…", "vae"), parameters (billions), bytes of
-    its file, and how it is stored ("bf16", "fp16", "fp32", "fp8", "gguf")."""
+    its file, and how it is stored ("bf16", "fp16", "fp32", "fp8", "fp8-scaled" (ComfyUI scaled fp8), "gguf")."""
 
     role: str
     params: float
@@ -118,10 +120,13 @@ class Part:
         return int(self.params * GB * width)
 
     def load_copy(self, dtype: str, to_gpu: bool) -> int:
-        """RAM the load itself holds beyond the mapped file: diffusers copies GGUF tensors into RAM; a safetensors
-        file loaded straight to the GPU passes one tensor at a time; one loaded to the CPU is the resident size."""
+        """RAM the load itself holds beyond the mapped file: diffusers copies GGUF tensors into RAM; a scaled fp8
+        file is rescaled into a whole state dict in `dtype` first (families.fp8); a safetensors file loaded straight
+        to the GPU passes one tensor at a time; one loaded to the CPU is the resident size."""
         if self.stored == "gguf":
             return self.file_bytes
+        if self.stored == "fp8-scaled":
+            return self.resident(dtype)
         return int(0.5 * GB) if to_gpu else self.resident(dtype)
 
 
@@ -218,7 +223,9 @@ def _needs(parts, where: str, dt: str, te: str, vae_fp32: bool, act: int) -> tup
 def _cpu_plan(family, parts, machine, dt, label) -> Plan:
     ram = sum(p.resident(dt) for p in parts) + sum(p.file_bytes for p in parts if p.stored == "gguf")
     fits = ram <= machine.ram_available - RAM_MARGIN
-    line = (f"{label}: on the CPU in {dt} — {'fits' if fits else 'does not fit'} {_gb(ram)} of "
+    den = next((p for p in parts if p.role in ("transformer", "unet")), None)
+    kind = f" {_kind(den)}" if den is not None and den.stored in ("gguf", "fp8-scaled") else ""
+    line = (f"{label}{kind}: on the CPU in {dt} — {'fits' if fits else 'does not fit'} {_gb(ram)} of "
             f"{_gb(machine.ram_available)} RAM")
     return Plan("cpu", dt, "fp16", fits, 0, ram, line)
 
@@ -256,7 +263,7 @@ _PLACE = {"gpu": "all on GPU", "model_offload": "model CPU offload", "sequential
 
 
 def _kind(part: Part) -> str:
-    return "GGUF" if part.stored == "gguf" else part.stored
+    return {"gguf": "GGUF", "fp8-scaled": "scaled fp8"}.get(part.stored, part.stored)
 
 
 def _gb(n: float) -> str:

@@ -19,6 +19,7 @@ from ..errors import InputError, NotFoundError
 from ..library import MODEL_EXTENSIONS, find_model, list_models, models_root, read_sidecar, without_extension
 from ..probe.folders import read_json
 from . import families as _families
+from .families import fp8 as _fp8
 
 log = logging.getLogger("colab_sd.generation")
 
@@ -160,10 +161,9 @@ def _transformer_ref(model, path: Path, found, label: str) -> ModelRef:
     if nf4:
         raise InputError(f"{label} is a prequantized {nf4.split(':')[0]}; use a GGUF (Q4_K_M / Q5_K_M) of the "
                          f"same model instead: put it in checkpoint/")
-    scaled = next((str(r) for r in found.reasons if "needs its scale" in str(r)), None)
-    if scaled:  # diffusers drops the scales as unexpected keys: the images would be wrong, not just worse
-        raise InputError(f"{label} is {scaled.split(':')[0]}, which colab_sd cannot rescale yet; use a plain fp8, "
-                         f"bf16 or GGUF file of the same model")
+    # ComfyUI scaled fp8: rescaled while loading (families.fp8); a format it cannot dequantize is refused here
+    scaled = _fp8.scheme(path) if path.is_file() else None
+    rescale = (f"{scaled}: each weight × its scale while loading, in the compute dtype",) if scaled else ()
     meta = read_sidecar(path) if path.exists() else {}
     fam = _families.get(found.family)
     variant, why = _families.decide_variant(fam, found.variant, path.name, meta, found.metadata)
@@ -174,7 +174,7 @@ def _transformer_ref(model, path: Path, found, label: str) -> ModelRef:
     name = str(model).strip() if "huggingface" in path.parts or "snapshots" in path.parts or _from_hub(model, path) \
         else _stem(path)
     return ModelRef(name=name, path=path, format="diffusers" if path.is_dir() else "single_file", family=found.family,
-                    reasons=tuple(found.reasons) + ((why,) if why else ()), meta=meta, variant=variant)
+                    reasons=tuple(found.reasons) + rescale + ((why,) if why else ()), meta=meta, variant=variant)
 
 
 def _stem(path: Path) -> str:

@@ -108,15 +108,21 @@ def _fetch_tokenizer(cls: str, dest: Path, fam) -> None:
 
 
 def load_transformer(path: Path, fam, dtype, config: Path):
-    """The denoiser from one file: GGUF (packed, `GGUFQuantizationConfig(compute_dtype=dtype)`) or safetensors."""
+    """The denoiser from one file: GGUF (packed, `GGUFQuantizationConfig(compute_dtype=dtype)`), ComfyUI scaled fp8
+    (each weight × its scale in `dtype` first, `fp8.rescaled`: diffusers would drop the scales) or safetensors."""
     import diffusers
 
     from ..loader import dtype_kwarg
+    from . import fp8
 
     cls = getattr(diffusers, fam.transformer)
     kw = {"config": str(config), "subfolder": "transformer", "local_files_only": True, dtype_kwarg(): dtype}
     if path.suffix.lower() == ".gguf":
         kw["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+    elif fp8.scheme(path):
+        # a plain state dict in `dtype`: the model takes these tensors as they are (no second copy), and the
+        # family's converter still maps original keys as it does for a file
+        return cls.from_single_file(fp8.rescaled(path, dtype), **kw)
     return cls.from_single_file(str(path), **kw)
 
 
