@@ -29,7 +29,8 @@ log = logging.getLogger("colab_sd.http")
 USER_AGENT = f"colab-sd/{__version__}"
 MAX_REDIRECTS = 10
 # Names whose bodies may legitimately be text; every other name expects binary model bytes.
-TEXT_EXTENSIONS = (".json", ".txt", ".yaml", ".yml", ".md", ".html", ".htm", ".xml", ".csv", ".py")
+TEXT_EXTENSIONS = (".json", ".txt", ".yaml", ".yml", ".md", ".html", ".htm", ".xml", ".csv", ".py",
+                   ".jinja")  # .jinja: chat templates beside tokenizers
 _LOGIN_PATH = re.compile(r"/(login|signin|sign-in|auth)(/|$|\?)", re.IGNORECASE)
 
 

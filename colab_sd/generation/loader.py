@@ -136,7 +136,8 @@ def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None, emit=None)
         from ..library import models_root
         from .families.load import config_folder, load_pipeline as load_family
 
-        folder = config_folder(fam, config)
+        # a diffusers folder (local or a Hub snapshot) carries its own configs and tokenizers
+        folder = Path(ref.path) if ref.format == "diffusers" else config_folder(fam, config)
         pipe = load_family(ref, fam, dtype, folder, models_root(ref.models_dir), emit or (lambda event: None),
                            plan=ref.plan)
         return pipe, folder

@@ -162,7 +162,8 @@ def pipeline_files(files: list[str]) -> list[str]:
             continue  # nested deeper than a component: not part of a pipeline layout
         weights = [n for n in names if n.endswith((".safetensors", ".bin"))]
         for n in names:
-            if n.endswith((".json", ".txt", ".model")) and ".index." not in n:
+            # .jinja: the chat template transformers ≥ 4.50 saves beside a tokenizer (Z-Image's Qwen reads it)
+            if n.endswith((".json", ".txt", ".model", ".jinja")) and ".index." not in n:
                 keep.append(f"{folder}/{n}")
         chosen = None
         for ext in (".safetensors", ".bin"):
