@@ -32,8 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lora", action="append", default=[], metavar="NAME:WEIGHT", help="apply a LoRA (repeatable)")
     p.add_argument("--embedding", action="append", default=[], metavar="NAME", help="load an embedding by name (repeatable)")
     p.add_argument("--vae", help="VAE name in DIR/vae, or a file")
-    p.add_argument("--init", help="init image for img2img")
-    p.add_argument("--strength", type=float, default=0.75, help="img2img denoising strength (default 0.75)")
+    p.add_argument("--init", "--init-image", dest="init", help="init image for img2img")
+    p.add_argument("--strength", "--denoising-strength", dest="strength", type=float, default=0.75,
+                   help="img2img denoising strength (default 0.75)")
     p.add_argument("--prediction", choices=("epsilon", "v_prediction"), help="override the detected prediction type")
     p.add_argument("--config", help="diffusers config folder or repo id for a single-file model (default: bundled)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when there is one)")

@@ -84,6 +84,13 @@ class Entry:
     def img2img(self):
         """The image-to-image pipeline over the same modules (no copy, no load)."""
         if self._img2img is None:
+            from .families import run as family_run
+            from .families.second import img2img_pipeline
+
+            fam = family_run.family_of(self.ref)
+            if fam.is_transformer:  # its own img2img class, by diffusers' from_pipe
+                self._img2img = img2img_pipeline(self.pipe, fam)
+        if self._img2img is None:
             _, cls = pipeline_classes(self.ref.family)
             extra = {"requires_safety_checker": False} if self.ref.family != "sdxl" else {}
             components = {k: v for k, v in self.pipe.components.items() if k in cls._get_signature_keys(cls)[0]}

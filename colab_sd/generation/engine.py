@@ -175,7 +175,8 @@ def _plan(req: GenerationRequest, emit: Callable) -> _Job:
                         hf_token=hf_token.secret.reveal() if hf_token else None)
     req = family_run.defaults(ref, req)  # unset steps / CFG: the model family's defaults
     cfg = req.cfg * weight
-    refused = family_run.refuse_img2img(family_run.family_of(ref), req.init_image)
+    fam = family_run.family_of(ref)
+    refused = family_run.refuse_img2img(fam, req)  # inpaint on a transformer family, img2img it has not got
     if refused:
         raise InputError(refused)
     lora_addons = [(resolve_addon("lora", spec.name, req.models_dir), spec.weight) for spec in loras]
@@ -186,12 +187,15 @@ def _plan(req: GenerationRequest, emit: Callable) -> _Job:
     mentioned = [name for name in sorted(words(prompt + " " + negative)) if name in known]
     embedding_addons = [resolve_addon("embedding", name, req.models_dir)
                         for name in dict.fromkeys(list(req.embeddings) + mentioned)]
-    init_image = passes.load_init_image(req) if req.init_image is not None else None
-    width = init_image.width if init_image is not None else (req.width or ref.native_size)
-    height = init_image.height if init_image is not None else (req.height or ref.native_size)
+    multiple = 16 if fam.is_transformer else 8  # 8 px latents, in 2×2 patches for the transformers
+    init_image = passes.load_init_image(req, multiple) if req.init_image is not None else None
+    if init_image is not None:  # the processing size (a family's resize mode 3: the size its latents go to)
+        width, height = (fam.is_transformer and init_image.info.get("target_size")) or init_image.size
+    else:
+        width, height = req.width or ref.native_size, req.height or ref.native_size
     seed = req.seed if req.seed >= 0 else secrets.randbelow(2**32)
     req = req.replace(seed=seed, width=width, height=height)
-    second = passes.plan(req, ref, init_image, width, height, emit)
+    second = passes.plan(req, ref, init_image, width, height, emit, transformer=fam.is_transformer)
     emit(Info(f"seed {seed}", job=ref.name))
     return _Job(req=req, ref=ref, sampler=sampler, schedule=schedule, prompt=prompt, negative=negative, cfg=cfg,
                 loras=lora_addons, vae=vae_addon, embeddings=embedding_addons, init_image=init_image, emit=emit,
@@ -244,11 +248,12 @@ def _prepare(job: _Job, entry) -> tuple[Any, dict]:
     if fam.is_transformer:  # prompt strings and the family's own flow-matching scheduler
         for note in family_run.notes(fam, req, job.negative):
             job.emit(Info(note, job=job.ref.name))
-        if job.second is not None and job.second.hires is not None:
-            raise InputError(f"hires fix with {fam.name} is not available in colab_sd yet: set the size directly")
         job.embeddings, job.entry = [], entry
-        call = family_run.call_kwargs(fam, entry.pipe, job.prompt, job.negative, req, job.cfg)
-        return entry.pipe, {**call, "switch": None}
+        pipe = entry.img2img() if job.init_image is not None else entry.pipe  # from_pipe: the same modules
+        call = family_run.call_kwargs(fam, pipe, job.prompt, job.negative, req, job.cfg)
+        if job.init_image is not None:
+            call["image"] = job.init_image  # strength and the step count: families/second.py (as A1111 counts)
+        return pipe, {**call, "switch": None}
     job.embeddings = entry.apply_embeddings(job.embeddings, job.emit, set(req.embeddings))
     job.entry = entry
     pipe = passes.pipeline(job, entry)

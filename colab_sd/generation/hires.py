@@ -45,10 +45,12 @@ def wanted(req) -> bool:
                             "hires_steps"))
 
 
-def target(width: int, height: int, scale: float, resize_w: int, resize_h: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def target(width: int, height: int, scale: float, resize_w: int, resize_h: int,
+           multiple: int = 8) -> tuple[tuple[int, int], tuple[int, int]]:
     """((upscaled w, h), (final w, h)) by A1111's rules: by `scale` when no resize is given; one resize side derives
-    the other keeping the aspect; both → scale to cover, then crop centrally. Sizes are floored to multiples of 8
-    (diffusers needs them; A1111 floors through the latent size)."""
+    the other keeping the aspect; both → scale to cover, then crop centrally. Sizes are floored to multiples of
+    `multiple` px: 8 for the UNet families (diffusers needs it; A1111 floors through the latent size), 16 for the
+    transformer families (8 px latents in 2×2 patches)."""
     if not resize_w and not resize_h:
         up = (int(width * scale), int(height * scale))
         final = up
@@ -62,13 +64,14 @@ def target(width: int, height: int, scale: float, resize_w: int, resize_h: int) 
             up = (resize_w, resize_w * height // width)
         else:
             up = (resize_h * width // height, resize_h)
-    up = (up[0] // 8 * 8, up[1] // 8 * 8)
-    final = (final[0] // 8 * 8, final[1] // 8 * 8)
+    up = (up[0] // multiple * multiple, up[1] // multiple * multiple)
+    final = (final[0] // multiple * multiple, final[1] // multiple * multiple)
     return up, final
 
 
-def plan(req, width: int, height: int) -> Optional[HiresPlan]:
-    """The request's hires settings checked against the first-pass size; None when hires fix is off."""
+def plan(req, width: int, height: int, multiple: int = 8) -> Optional[HiresPlan]:
+    """The request's hires settings checked against the first-pass size (sizes floored to `multiple` px, see
+    `target`); None when hires fix is off."""
     from .samplers import resolve_sampler
     from .upscalers import resolve_upscaler
 
@@ -87,7 +90,7 @@ def plan(req, width: int, height: int) -> Optional[HiresPlan]:
     if req.hires_sampler:
         sampler = resolve_sampler(req.hires_sampler)[0].name
     cfg = None if req.hires_cfg is None else checked_float("hires CFG scale", req.hires_cfg, 0.0, 50.0)
-    up, final = target(width, height, scale, rw, rh)
+    up, final = target(width, height, scale, rw, rh, multiple)
     for label, (w, h) in (("hires size", final), ("hires upscale", up)):
         if min(w, h) < 64 or max(w, h) > MAX_SIDE:
             raise InputError(f"{label} {w}x{h} is outside 64–{MAX_SIDE} px: use a smaller scale or resize")
@@ -95,18 +98,29 @@ def plan(req, width: int, height: int) -> Optional[HiresPlan]:
                      req.hires_negative_prompt or "", cfg, up, final)
 
 
-def steps_and_strength(steps: int, denoise: float) -> tuple[int, float]:
+def steps_and_strength(steps: int, denoise: float, flow: bool = False) -> tuple[int, float]:
     """(num_inference_steps, strength) for diffusers so that exactly `steps` steps run, as A1111's hires pass does:
-    a schedule of int(steps / min(d, 0.999)) and its last `steps` (A1111 sd_samplers_common `setup_img2img_steps`)."""
+    a schedule of int(steps / min(d, 0.999)) and its last `steps` (A1111 sd_samplers_common `setup_img2img_steps`).
+    `flow`: for the flow-matching img2img pipelines (see `strength_for`)."""
     total = max(steps, int(steps / min(denoise, 0.999)))
-    return total, min(1.0, steps / total + 1e-6)
+    return total, strength_for(total, steps, flow)
 
 
-def img2img_steps(steps: int, denoise: float) -> tuple[int, float]:
+def img2img_steps(steps: int, denoise: float, flow: bool = False) -> tuple[int, float]:
     """(num_inference_steps, strength) for A1111's plain img2img: int(min(d, 0.999)·steps) + 1 steps of a `steps`
     schedule (20 steps at 0.75 → 16), which diffusers' int(steps·strength) would make 15 (A1111 #193)."""
     run = int(min(denoise, 0.999) * steps) + 1
-    return steps, min(1.0, run / steps + 1e-6)
+    return steps, strength_for(steps, min(run, steps), flow)
+
+
+def strength_for(total: int, run: int, flow: bool) -> float:
+    """The diffusers `strength` that runs the last `run` steps of a `total`-step schedule. The UNet img2img
+    pipelines skip total − int(total·strength) steps (so a hair above run/total); the flow-matching ones (Flux,
+    Chroma, SD3, Z-Image) skip int(total − total·strength) (so a hair above would run one step more: half a step
+    below is exact for both roundings)."""
+    if flow:
+        return min(1.0, (run - 0.5) / total) if run < total else 1.0
+    return min(1.0, run / total + 1e-6)
 
 
 def parameters(plan: HiresPlan, first_sampler: str, prompt: str, negative: str) -> dict:
@@ -126,9 +140,10 @@ def parameters(plan: HiresPlan, first_sampler: str, prompt: str, negative: str) 
     }
 
 
-def crop_latents(latents, up: tuple[int, int], final: tuple[int, int]):
-    """The central crop of the resize-to case, in latent pixels (floor of half at the start, the rest at the end)."""
-    cut_x, cut_y = (up[0] - final[0]) // 8, (up[1] - final[1]) // 8
+def crop_latents(latents, up: tuple[int, int], final: tuple[int, int], factor: int = 8):
+    """The central crop of the resize-to case, in latent pixels of `factor` image pixels (floor of half at the
+    start, the rest at the end)."""
+    cut_x, cut_y = (up[0] - final[0]) // factor, (up[1] - final[1]) // factor
     if cut_x <= 0 and cut_y <= 0:
         return latents
     h, w = latents.shape[-2:]

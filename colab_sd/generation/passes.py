@@ -30,30 +30,34 @@ class SecondPass:
     mask: Optional[_inpaint.MaskPlan] = None
     resize_mode: int = 0
     inpaint_model: bool = False  # a 9-channel inpainting UNet
+    transformer: bool = False  # a transformer (flow-matching) family: its passes run in families/second.py
 
 
-def load_init_image(req):
-    """The init image at the processing size: the request's width/height (floored to 8) or the image's own,
-    resized with the request's A1111 resize mode. One-line InputError for an unreadable file or a bad mode."""
+def load_init_image(req, multiple: int = 8):
+    """The init image at the processing size: the request's width/height or the image's own, floored to
+    `multiple` px (8; 16 for the transformer families), resized with the request's A1111 resize mode.
+    One-line InputError for an unreadable file or a bad mode."""
     from .upscale_files import open_image
 
     image = open_image(req.init_image, "init image")
     mode = resize_mode_index(getattr(req, "resize_mode", 0) or 0)
-    width = req.width or max(64, image.width // 8 * 8)
-    height = req.height or max(64, image.height // 8 * 8)
-    if mode == 3:  # latent upscale: encoded at its own (/8) size, the latents resized in `run`
-        size = (max(64, image.width // 8 * 8), max(64, image.height // 8 * 8))
+    m = multiple
+    width = max(64, (req.width or image.width) // m * m)
+    height = max(64, (req.height or image.height) // m * m)
+    if mode == 3:  # latent upscale: encoded at its own size, the latents resized in `run`
+        size = (max(64, image.width // m * m), max(64, image.height // m * m))
         image = image.resize(size) if image.size != size else image
         image.info["target_size"] = (width, height)
         return image
     return resize_image(mode, image, width, height) if image.size != (width, height) else image
 
 
-def plan(req, ref, init_image, width: int, height: int, emit) -> SecondPass:
+def plan(req, ref, init_image, width: int, height: int, emit, transformer: bool = False) -> SecondPass:
     """Hires, mask and resize settings checked before any model is loaded."""
     second = SecondPass(resize_mode=resize_mode_index(getattr(req, "resize_mode", 0) or 0),
-                        inpaint_model=getattr(ref, "variant", None) == "inpaint")
-    second.hires = _hires.plan(req, width, height)
+                        inpaint_model=getattr(ref, "variant", None) == "inpaint" and not transformer,
+                        transformer=transformer)
+    second.hires = _hires.plan(req, width, height, multiple=16 if transformer else 8)
     if second.hires is not None and second.inpaint_model:
         raise InputError(f"{ref.name} is an inpainting checkpoint: hires fix runs with ordinary checkpoints; "
                          f"inpaint with this one, or pick another model for hires fix")
@@ -84,6 +88,10 @@ def parameters(job) -> dict:
     params = {"Denoising strength": req.strength if job.init_image is not None else None}
     if second.hires is not None:
         params.update(_hires.parameters(second.hires, job.sampler.name, job.prompt, job.negative))
+        if second.transformer:
+            from .families import second as family_second
+
+            params.update(family_second.hires_parameters(job))
     if second.mask is not None:
         params.update(_inpaint.parameters(second.mask))
     return params
@@ -92,6 +100,10 @@ def parameters(job) -> dict:
 def run(job, entry, pipe, call: dict):
     """The diffusers call(s) for one batch; returns an object with `.images` (PIL)."""
     second = job.second
+    if second.transformer:
+        from .families import second as family_second
+
+        return family_second.run(job, entry, pipe, call)
     if second.hires is not None:
         return _run_hires(job, entry, pipe, call)
     if job.init_image is None and not second.inpaint_model:

@@ -139,13 +139,17 @@ def notes(fam, req, negative: str) -> list[str]:
         out.append(f"clip skip does not apply to {fam.name}: ignored")
     if fam.guidance == "none" and req.cfg not in (0, 0.0, 1, 1.0, fam.cfg):
         out.append(f"{fam.name} ignores the guidance scale ({req.cfg:g})")
-    return out
+    from .second import notes as second_notes
+
+    return out + second_notes(fam, req)
 
 
-def refuse_img2img(fam, init_image) -> Optional[str]:
-    if init_image is not None and fam.is_transformer:
-        return f"img2img with {fam.name} is not available in colab_sd yet: generate from text, or use an SD model"
-    return None
+def refuse_img2img(fam, req) -> Optional[str]:
+    """Why this request's init image, mask or hires fix cannot run with `fam` (one line), or None
+    (`second.refusal`: inpainting is SD-only; img2img / hires need the family's image-to-image pipeline)."""
+    from .second import refusal
+
+    return refusal(fam, req)
 
 
 def torch_dtype(name: str):
