@@ -37,6 +37,7 @@ _HIRES = {"hires_scale": ("hires_scale", "hires_upscale"), "hires_steps": ("hire
           "hires_prompt": ("hires_prompt",), "hires_negative_prompt": ("hires_negative_prompt",),
           "hires_cfg": ("hires_cfg",), "hires_schedule": ("hires_schedule",),
           "hires_checkpoint": ("hires_checkpoint",),
+          "hires_distilled_cfg": ("hires_cfg",),  # after hires_cfg: Forge's Flux guidance wins over its CFG 1
           "denoising_strength": ("hires_denoise", "hires_strength", "hires_denoising_strength")}
 _TAG = re.compile(r"<(lora|lyco):([^:<>]+)((?::[^<>]*)?)>", re.IGNORECASE)
 
@@ -95,6 +96,8 @@ def request_from_parameters(params: dict, models_dir=None, *, compute_hashes: bo
     for key in ("steps", "cfg", "seed", "width", "height", "clip_skip"):
         if params.get(key) is not None:
             fields[key] = params[key]
+    if params.get("distilled_cfg") is not None:  # a Forge Flux image: colab_sd's cfg is that guidance
+        fields["cfg"] = params["distilled_cfg"]
     _sampler(params, fields, out.notes)
     model = finder.find("checkpoint", params.get("model"), params.get("model_hash"))
     if model.name or model.hash:

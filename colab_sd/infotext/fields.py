@@ -23,6 +23,8 @@ KNOWN = {
     "Hires schedule type": ("hires_schedule", str), "Hires CFG Scale": ("hires_cfg", float),
     "Hires checkpoint": ("hires_checkpoint", str), "Hires prompt": ("hires_prompt", str),
     "Hires negative prompt": ("hires_negative_prompt", str),
+    # Forge, for distilled-guidance models (Flux dev): the guidance the model ran with; `CFG scale` is then 1
+    "Distilled CFG Scale": ("distilled_cfg", float), "Hires Distilled CFG Scale": ("hires_distilled_cfg", float),
 }
 TAKEN = set(KNOWN) | {"Size", "Hires resize", "Lora hashes", "TI hashes", "Hashes", "Civitai resources"}
 # Schedule labels an old infotext carries in the sampler name ("DPM++ 2M Karras"; A1111 sd_samplers.py).
