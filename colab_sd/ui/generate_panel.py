@@ -14,11 +14,12 @@ from typing import Any, Callable, Optional
 import ipywidgets as widgets
 
 from ..errors import ColabSDError
-from ..events import Info, StepProgress
+from ..events import Completed, Info, Progress, StepProgress
 from ..library import ModelEntry
 from ..tokens import redact
 from . import family_controls
 from . import format as fmt
+from . import model_needs
 from . import settings as saved
 from .html import message
 from .pump import pump
@@ -142,6 +143,7 @@ class GeneratePanel:
         self.lora_choice = widgets.Dropdown(options=[(PICK_LORA, None)], value=None, description="LoRA",
                                             style=label, layout=widgets.Layout(width="420px"))
         self.loras_box = widgets.VBox()
+        self.needs = widgets.HTML()  # a newer family's encoders / VAE: in the library, or fetched (how big)
         self.embeddings_hint = widgets.HTML()
         self.prompt = widgets.Textarea(placeholder="a photo of a cat, high quality", description="Prompt",
                                        style=label, layout=widgets.Layout(width="100%", height="70px"))
@@ -188,7 +190,7 @@ class GeneratePanel:
         self.batch_view = BatchView(self)  # these settings × prompts × seeds over every GPU
         self.widget = widgets.VBox([
             self.reuse.widget,
-            self.model, self.vae, self.lora_choice, self.loras_box, self.embeddings_hint,
+            self.model, self.needs, self.vae, self.lora_choice, self.loras_box, self.embeddings_hint,
             self.prompt, self.negative,
             widgets.HBox([self.sampler, self.schedule]), widgets.HBox([self.steps, self.cfg, self.clip_skip]),
             widgets.HBox([self.size, self.width, self.height]),
@@ -236,6 +238,7 @@ class GeneratePanel:
         entry = self._entry("checkpoint", self.model.value)
         family = family_of(entry)
         fam = family_controls.apply(self, entry)  # the family's controls, from the families registry
+        self.needs.value = model_needs.needs_line(fam, entry, self.models_dir)
         presets = (family_controls.presets(fam) if fam is not None and fam.is_transformer
                    else SIZE_PRESETS[family]) + [CUSTOM]
         if list(self.size.options) != presets:
@@ -392,6 +395,13 @@ class GeneratePanel:
             if event.preview is not None:
                 self.preview.value = png_bytes(event.preview, 192)
                 self.preview_box.children = [self.preview]
+        elif isinstance(event, Progress):  # a component fetched before loading: the download's own progress
+            self.bar.value = event.downloaded / event.total if event.total else 0.0
+            eta = f" · ETA {fmt.duration(event.eta)}" if event.eta is not None else ""
+            self.status.value = message(f"fetching {event.name or 'a component'}: {fmt.size(event.downloaded)} of "
+                                        f"{fmt.size(event.total)} · {fmt.speed(event.speed)}{eta}", "info")
+        elif isinstance(event, Completed):
+            self.status.value = message(f"fetched {Path(event.path).name} ({fmt.size(event.bytes)}); loading…", "info")
         elif isinstance(event, Info):
             self.status.value = message(event.message, "info")
 
