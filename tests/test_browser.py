@@ -452,3 +452,62 @@ def _second_pass_loop(lab, page, tiny):
     out.locator(".widget-image:visible").nth(widths.index(256)).evaluate(
         "el => el.scrollIntoView({block: 'start'})")
     shot(page, "10-upscaled")
+
+
+def test_newer_family_needs_line_and_inline_image(lab, page, tiny):
+    """A Z-Image file copied into checkpoint/ by hand: the Generate panel shows the family's own controls and says,
+    before Generate, which part it still lacks and how big it is; with the encoder in the library it generates."""
+    with evidence_on_failure(page, "family"):
+        _family_loop(lab, page, tiny)
+
+
+def _family_loop(lab, page, tiny):
+    import tiny_families
+
+    built = tiny_families.save_zimage(tiny_families.build_zimage(), lab["work"] / "zimage-src")
+    models = lab["models"]
+    for src, dest in ((built["single"], models / "checkpoint" / "z_image_turbo.safetensors"),
+                      (built["vae"], models / "vae" / "ae.safetensors")):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dest)
+    if not (tiny / "_configs" / "zimage").exists():  # the kernel's COLAB_SD_CONFIGS: the tiny architecture's json
+        shutil.copytree(built["config"], tiny / "_configs" / "zimage")
+    if not output(page).locator(".lm-TabBar-tab", has_text="Generate").count():
+        page.goto(f"{lab['url']}/lab/tree/colab_sd.ipynb?token={lab['token']}")
+        page.wait_for_selector(".jp-Notebook .jp-CodeCell")
+        run_the_cell(page)
+        output(page).locator(".lm-TabBar-tab", has_text="Generate").wait_for(timeout=180_000)
+    out = output(page)
+    visible = lambda kind, label: out.locator(f".{kind}:visible", has_text=label).first  # noqa: E731
+
+    def refresh_and_choose():
+        open_tab(page, "Library")
+        out.locator("button:visible", has_text="Refresh").first.click()
+        out.get_by_text("z_image_turbo").first.wait_for()
+        open_tab(page, "Generate")
+        visible("widget-dropdown", "Model").locator("select").select_option("z_image_turbo.safetensors")
+
+    refresh_and_choose()
+    out.get_by_text("to fetch on the first Generate into text_encoder/").wait_for(timeout=30_000)
+    assert "Qwen3-4B text encoder (bf16) 8.0 GB" in out.inner_text()
+    visible("widget-dropdown", "Model").scroll_into_view_if_needed()
+    shot(page, "13-family-needs")
+
+    (models / "text_encoder").mkdir(exist_ok=True)
+    shutil.copy(built["text_encoder"], models / "text_encoder" / "qwen_3_4b.safetensors")
+    refresh_and_choose()
+    out.get_by_text("nothing to fetch").wait_for(timeout=30_000)
+    visible("widget-textarea", "Prompt").locator("textarea").fill("a photo of a cat")
+    visible("widget-dropdown", "Size").locator("select").select_option("Custom")
+    for name, value in (("Width", "64"), ("Height", "64"), ("Seed", "9")):
+        visible("widget-text", name).locator("input").fill(value)
+        visible("widget-text", name).locator("input").press("Tab")
+    handle = visible("widget-slider", "Steps").locator(".noUi-handle, .ui-slider-handle").first
+    handle.click()
+    handle.press("Home")
+    handle.press("ArrowRight")
+    out.locator("button:visible", has_text="Generate").first.click()
+    out.get_by_text("✓ 1 image · seed 9").wait_for(timeout=180_000)
+    assert "Shift: 3" in out.inner_text()  # Z-Image Turbo's own scheduler, written as Forge does
+    out.locator(".widget-image:visible").first.scroll_into_view_if_needed()
+    shot(page, "14-family-image")

@@ -154,7 +154,8 @@ def describe(components: list) -> str:
     parts = [f"{c.label} {c.size / 1e9:.1f} GB" for c in components]
     repos = sorted({c.repo for c in components if c.repo})
     total = sum(c.size for c in components) / 1e9
-    return f"{' + '.join(parts)} (about {total:.1f} GB) from {', '.join(repos) or 'nowhere known'}"
+    about = f" (about {total:.1f} GB)" if len(parts) > 1 else ""
+    return f"{' + '.join(parts)}{about} from {', '.join(repos) or 'nowhere known'}"
 
 
 def remote_size(component, tokens=None) -> int:
