@@ -71,31 +71,6 @@ def totals(events) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("key", list(MODELS))
-def test_img2img_follows_the_denoising_strength(families, key):
-    """Two different init images give different images at a low strength, ever closer ones as it rises, and the
-    same image at 1.0 (pure noise: the init image is ignored). Steps as A1111 counts them: int(d·steps) + 1."""
-    first, second = inits()
-    model = MODELS[key]
-    colab_sd.generate(model=model, prompt=PROMPT, steps=2, width=64, height=64, seed=5, save=False)  # loaded
-    loads = load_count()
-    gaps, events = {}, []
-    for strength in (0.05, 0.5, 1.0):
-        made = [colab_sd.generate(model=model, prompt=PROMPT, steps=4, seed=5, save=False, init_image=init,
-                                  strength=strength, on_event=events.append) for init in (first, second)]
-        gaps[strength] = float(np.abs(pixels(made[0].images[0]) - pixels(made[1].images[0])).mean())
-        assert made[0].images[0].size == (64, 64)
-        assert parse_parameters(made[0].parameters[0])["Denoising strength"] == f"{strength:g}"
-    assert gaps[0.05] > 2 * gaps[0.5] > 0 and gaps[1.0] < 0.05, gaps
-    assert totals(events) == [1, 1, 3, 3, 4, 4]  # 4 steps at 0.05 / 0.5 / 1.0: 1, 3 and 4 steps run
-    assert load_count() == loads  # the image-to-image pipeline is the cached one's modules, not a reload
-    entry = CACHE.entry
-    img2img = entry.img2img()
-    assert type(img2img).__name__ == f"{type(entry.pipe).__name__.removesuffix('Pipeline')}Img2ImgPipeline"
-    for name in ("transformer", "vae", "text_encoder", "scheduler"):
-        assert getattr(img2img, name) is getattr(entry.pipe, name), name  # shared, not copied
-
-
 def test_flux_img2img_is_diffusers_img2img_with_a1111_steps(families):
     """colab_sd's Flux img2img at 0.5 over 4 steps is diffusers' FluxImg2ImgPipeline running the last 3 steps of
     the 4-step schedule (A1111: int(0.5·4) + 1), with the same seed and distilled guidance."""
@@ -111,31 +86,6 @@ def test_flux_img2img_is_diffusers_img2img_with_a1111_steps(families):
                   output_type="pil", callback_on_step_end=lambda p, i, t, k: steps.append(i) or k)
     assert len(steps) == 3
     assert np.abs(pixels(made.images[0]) - pixels(direct.images[0])).mean() < 0.6
-
-
-@pytest.mark.parametrize("key,upscaler", [("flux", "Latent"), ("zimage", "Lanczos"), ("sd3", "Latent (bicubic)"),
-                                          ("chroma", "Nearest")])
-def test_hires_fix_on_families(families, key, upscaler):
-    """64² → 128²: the first pass at the base size, the upscale, then exactly `hires_steps` img2img steps at the
-    hires denoising strength; a batch of two with consecutive seeds; A1111/Forge's Hires keys; no reload."""
-    model = MODELS[key]
-    colab_sd.generate(model=model, prompt=PROMPT, steps=2, width=64, height=64, seed=1, save=False)
-    loads, events = load_count(), []
-    result = colab_sd.generate(model=model, prompt=PROMPT, steps=2, width=64, height=64, seed=21, batch_size=2,
-                               hires_scale=2, hires_upscaler=upscaler, hires_steps=3, hires_denoise=0.5,
-                               on_event=events.append)
-    assert [img.size for img in result.images] == [(128, 128), (128, 128)]
-    assert result.seeds == [21, 22]
-    assert totals(events) == [2, 3]  # first pass 2 steps, hires pass exactly its 3
-    assert load_count() == loads
-    params = parse_parameters(result.parameters[0])
-    assert params["Size"] == "64x64" and params["Hires upscale"] == "2" and params["Hires upscaler"] == upscaler
-    assert params["Denoising strength"] == "0.5" and params["Hires steps"] == "3"
-    assert "Hires sampler" not in params
-    if key == "flux":  # Forge writes the distilled guidance of both passes for Flux dev
-        assert params["Distilled CFG Scale"] == "3.5" and params["Hires Distilled CFG Scale"] == "3.5"
-        assert "Hires CFG Scale" not in params
-    assert result.paths and all(p.is_file() for p in result.paths)
 
 
 def test_flux_hires_same_seed_same_image_resize_to_and_hires_prompt(families):
@@ -162,7 +112,7 @@ def test_cancel_during_hires_saves_nothing(families):
         if isinstance(event, StepProgress):
             cancel.set()
 
-    result = colab_sd.generate(model=MODELS["zimage"], prompt=PROMPT, steps=2, width=64, height=64, seed=3,
+    result = colab_sd.generate(model=MODELS["flux"], prompt=PROMPT, steps=2, width=64, height=64, seed=3,
                                hires_scale=2, cancel=cancel, on_event=on_event)
     assert result.cancelled and result.images == [] and result.paths == []
 
@@ -190,30 +140,118 @@ def test_klein_has_no_img2img_and_says_so(families):
         assert ("img2img with" in message) if "init_image" in extra else ("hires fix with" in message)
 
 
-def _cli(families, tmp_path, *args):
+def _cli(families, tmp_path, capsys, *args):
+    """`colab-sd generate` through the CLI's entry point (in this process: the cached model is reused)."""
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    root = families[0]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "COLAB_SD_CONFIGS": str(root / "_configs"),
-           "COLAB_SD_HOME": str(root), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "colab_sd.cli", "generate", "--model", MODELS["flux"], "--prompt", PROMPT,
-           "--steps", "2", "--seed", "3", "--dir", str(root), "--out", str(tmp_path), "--json", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
-    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    from colab_sd.cli import main
+
+    code = main(["generate", "--model", MODELS["flux"], "--prompt", PROMPT, "--steps", "2", "--seed", "3",
+                 "--dir", str(families[0]), "--out", str(tmp_path), "--json", *args])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    events = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
     [path] = [e["path"] for e in events if e.get("status") == "completed"]
     with Image.open(path) as img:
         return img.size, img.text["parameters"]
 
 
-def test_cli_img2img_and_hires_with_flux(families, tmp_path):
+def test_cli_img2img_and_hires_with_flux(families, tmp_path, capsys):
     first, _ = inits()
     first.save(tmp_path / "init.png")
-    size, text = _cli(families, tmp_path, "--init-image", str(tmp_path / "init.png"), "--denoising-strength", "0.4")
+    size, text = _cli(families, tmp_path, capsys, "--init-image", str(tmp_path / "init.png"), "--denoising-strength", "0.4")
     assert size == (64, 64) and "Denoising strength: 0.4" in text and "Model: tiny-flux-dev-diffusers" in text
-    size, text = _cli(families, tmp_path, "--width", "64", "--height", "64", "--hires-scale", "2")
+    size, text = _cli(families, tmp_path, capsys, "--width", "64", "--height", "64", "--hires-scale", "2")
     assert size == (128, 128)
     assert "Hires upscale: 2, Hires upscaler: Latent" in text and "Denoising strength: 0.7" in text
+
+
+UPSCALERS = {"flux": "Lanczos", "zimage": "Latent", "sd3": "Latent (bicubic)", "chroma": "Nearest"}
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+def test_img2img_and_hires_fix_on_the_cached_model(families, key):
+    """Per family (one load each): img2img follows the denoising strength, then hires fix; nothing reloads."""
+    model = MODELS[key]
+    colab_sd.generate(model=model, prompt=PROMPT, steps=2, width=64, height=64, seed=5, save=False)  # loaded
+    loads = load_count()
+    check_img2img_follows_the_denoising_strength(model)
+    check_hires_fix(model, key, UPSCALERS[key])
+    assert load_count() == loads  # the image-to-image pipeline is the cached one's modules, not a reload
+    entry = CACHE.entry
+    img2img = entry.img2img()
+    assert type(img2img).__name__ == f"{type(entry.pipe).__name__.removesuffix('Pipeline')}Img2ImgPipeline"
+    for name in ("transformer", "vae", "text_encoder", "scheduler"):
+        assert getattr(img2img, name) is getattr(entry.pipe, name), name  # shared, not copied
+
+
+def check_img2img_follows_the_denoising_strength(model):
+    """Two different init images give different images at a low strength, ever closer ones as it rises, and the
+    same image at 1.0 (pure noise: the init image is ignored). Steps as A1111 counts them: int(d·steps) + 1."""
+    first, second = inits()
+    gaps, events = {}, []
+    for strength in (0.05, 0.5, 1.0):
+        made = [colab_sd.generate(model=model, prompt=PROMPT, steps=4, seed=5, save=False, init_image=init,
+                                  strength=strength, on_event=events.append) for init in (first, second)]
+        gaps[strength] = float(np.abs(pixels(made[0].images[0]) - pixels(made[1].images[0])).mean())
+        assert made[0].images[0].size == (64, 64)
+        assert parse_parameters(made[0].parameters[0])["Denoising strength"] == f"{strength:g}"
+    assert gaps[0.05] > 2 * gaps[0.5] > 0 and gaps[1.0] < 0.05, gaps
+    assert totals(events) == [1, 1, 3, 3, 4, 4]  # 4 steps at 0.05 / 0.5 / 1.0: 1, 3 and 4 steps run
+
+
+def check_hires_fix(model, key, upscaler):
+    """64² → 128²: the first pass at the base size, the upscale, then exactly `hires_steps` img2img steps at the
+    hires denoising strength; a batch of two with consecutive seeds; A1111/Forge's Hires keys."""
+    events = []
+    result = colab_sd.generate(model=model, prompt=PROMPT, steps=2, width=64, height=64, seed=21, batch_size=2,
+                               hires_scale=2, hires_upscaler=upscaler, hires_steps=3, hires_denoise=0.5,
+                               on_event=events.append)
+    assert [img.size for img in result.images] == [(128, 128), (128, 128)]
+    assert result.seeds == [21, 22]
+    assert totals(events) == [2, 3]  # first pass 2 steps, hires pass exactly its 3
+    params = parse_parameters(result.parameters[0])
+    assert params["Size"] == "64x64" and params["Hires upscale"] == "2" and params["Hires upscaler"] == upscaler
+    assert params["Denoising strength"] == "0.5" and params["Hires steps"] == "3"
+    assert "Hires sampler" not in params
+    if key == "flux":  # Forge writes the distilled guidance of both passes for Flux dev
+        assert params["Distilled CFG Scale"] == "3.5" and params["Hires Distilled CFG Scale"] == "3.5"
+        assert "Hires CFG Scale" not in params
+    assert result.paths and all(p.is_file() for p in result.paths)
+
+
+def test_panel_second_pass_rows_follow_the_family(families, tmp_path):
+    """The Generate panel offers hires fix and img2img for Flux (no mask, no hires sampler: they mean nothing
+    there), runs Send to img2img with a Flux image, and hides both rows for Flux.2 Klein (and sends nothing)."""
+    pytest.importorskip("ipywidgets")
+    from colab_sd.ui import settings
+    from colab_sd.ui.app import App
+
+    settings.settings_path(families[0]).unlink(missing_ok=True)
+    panel = App(models_dir=families[0], outputs_dir=tmp_path / "out").generate
+    second = panel.second
+    panel.model.value = "tiny-flux-dev.safetensors"
+    assert second.hires.widget.layout.display is None and second.img2img.widget.layout.display is None
+    assert second.img2img.inpaint.layout.display == "none" and second.img2img.mask_box.layout.display == "none"
+    assert second.hires.sampler.layout.display == "none"
+    panel.prompt.value = PROMPT
+    panel.steps.value = 2
+    panel.size.value = "Custom"
+    panel.width.value, panel.height.value = 64, 64
+    panel.seed.value = 9
+    panel.button.click()
+    assert "✓ 1 image" in panel.status.value, panel.status.value
+    item = panel.gallery_items[0]
+    item.actions.children[0].click()  # Send to img2img
+    second.img2img.strength.value = 0.5
+    fields = panel.request_fields()
+    assert fields["init_image"] is item.source_image and fields["strength"] == 0.5 and "mask" not in fields
+    panel.button.click()
+    assert "✓ 1 image" in panel.status.value, panel.status.value
+    assert "Denoising strength: 0.5" in panel.gallery_items[0].parameters
+
+    panel.model.value = "tiny-klein.safetensors"
+    assert second.hires.widget.layout.display == "none" and second.img2img.widget.layout.display == "none"
+    assert "init_image" not in panel.request_fields() and "hires_scale" not in panel.request_fields()
+    panel.model.value = "tiny-sd3.safetensors"
+    assert second.img2img.widget.layout.display is None and second.img2img.inpaint.layout.display == "none"

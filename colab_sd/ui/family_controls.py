@@ -47,4 +47,25 @@ def apply(panel, entry) -> Optional[object]:
     for widget, shown in ((panel.negative, controls["negative_prompt"]), (panel.sampler, controls["sampler"]),
                           (panel.schedule, controls["sampler"]), (panel.clip_skip, controls["clip_skip"])):
         widget.layout.display = None if shown else "none"
+    panel._family = fam
+    second = getattr(panel, "second", None)
+    if second is not None:
+        second_pass(second, controls)
     return fam
+
+
+def second_pass(second, controls: dict) -> None:
+    """The hires row and the img2img box only for families with an image-to-image pipeline (all but Flux.2
+    Klein / Kontext); the mask (inpainting) only for the UNet families; the hires sampler only where the A1111
+    sampler list applies. A hidden control is also left out of the request (`SecondPassControls.fields`)."""
+    from .second_pass import SAME
+
+    for widget in (second.hires.widget, second.img2img.widget):
+        widget.layout.display = None if controls["img2img"] else "none"
+    for widget in (second.img2img.inpaint, second.img2img.mask_box):
+        widget.layout.display = None if controls["inpaint"] else "none"
+    if not controls["inpaint"]:
+        second.img2img.inpaint.value = False
+    second.hires.sampler.layout.display = None if controls["sampler"] else "none"
+    if not controls["sampler"]:
+        second.hires.sampler.value = SAME

@@ -223,8 +223,8 @@ class Img2ImgBox:
         self.mask_upload.observe(self._mask_uploaded, names="value")
         self.clear.on_click(lambda _: self.set_init(None))
         self.paint.on_click(lambda _: self.start_painting())
-        mask_box = widgets.VBox([widgets.HBox([self.mask_upload, self.paint]), self.painter.widget, self.blur,
-                                 self.area, self.padding, self.content])
+        self.mask_box = mask_box = widgets.VBox([widgets.HBox([self.mask_upload, self.paint]), self.painter.widget,
+                                                 self.blur, self.area, self.padding, self.content])
         body = widgets.VBox([widgets.HBox([self.upload, self.clear]), self.preview, self.strength, self.resize_mode,
                              self.inpaint, mask_box, self.status])
         self.widget = _collapsible("img2img / inpaint", body)
@@ -315,7 +315,10 @@ class SecondPassControls:
         self.hires.upscaler.value = keep if keep in names else "Latent"
 
     def fields(self) -> dict:
-        """Request fields for the panel's generate call (hires only without an init image, as in A1111)."""
+        """Request fields for the panel's generate call (hires only without an init image, as in A1111); none
+        while the chosen model's family hides the rows (ui/family_controls.py: no image-to-image pipeline)."""
+        if self.img2img.widget.layout.display == "none":
+            return {}
         img = self.img2img.fields()
         return img if img else self.hires.fields()
 
@@ -333,6 +336,12 @@ class SecondPassControls:
 
     def send_to_img2img(self, item) -> None:
         self.img2img.set_init(item.source_image)
+        if self.img2img.widget.layout.display == "none":  # the chosen model's family has no img2img
+            fam = getattr(self.panel, "_family", None)
+            name = fam.name if fam is not None else "this model"
+            self.panel.status.value = message(f"sent to img2img, but {name} has no img2img in colab_sd: choose a "
+                                              f"Flux, Chroma, SD3, Z-Image or SD model to use it", "warn")
+            return
         self.panel.status.value = message("sent to img2img: set the denoising and press Generate", "info")
 
     def upscale(self, item) -> Optional[object]:

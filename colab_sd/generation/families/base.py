@@ -112,12 +112,15 @@ class Family:
         """Which Generate-panel controls mean something for this family, and their defaults.
 
         Keys: steps, cfg (label and default, or None when guidance is ignored), negative_prompt (bool),
-        sampler (bool: the A1111 sampler/schedule lists), clip_skip (bool), size, sizes.
+        sampler (bool: the A1111 sampler/schedule lists, the hires sampler too), clip_skip (bool), size, sizes,
+        img2img (bool: img2img and hires fix, which need the family's image-to-image pipeline), inpaint (bool:
+        masks, for the UNet families only).
         """
         cfg_label = {"cfg": "CFG scale", "distilled": "Guidance"}.get(self.guidance)
         return {"steps": self.steps, "cfg": (cfg_label, self.cfg) if cfg_label else None,
                 "negative_prompt": self.negative, "sampler": self.sampler == "sd", "clip_skip": self.clip_skip,
-                "size": self.size, "sizes": list(self.sizes) or [(self.size, self.size)]}
+                "size": self.size, "sizes": list(self.sizes) or [(self.size, self.size)],
+                "img2img": self.img2img is not None, "inpaint": not self.is_transformer}
 
     @property
     def component_bytes(self) -> int:
