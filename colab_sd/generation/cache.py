@@ -20,6 +20,7 @@ from typing import Callable, Optional
 from ..errors import InputError
 from ..events import Info
 from ..probe import FAMILY_NAMES
+from .families import lora as family_lora
 from .loader import load_pipeline, load_vae, pipeline_classes, quiet_loading
 from .models import FAMILY_LABEL, Addon, ModelRef
 
@@ -35,14 +36,20 @@ def check_lora(addon: Addon, ref: ModelRef) -> None:
     - a LyCORIS DoRA in kohya form (`.dora_scale` keys): diffusers' loader drops the magnitude part with only a
       log warning, so the image would silently differ from A1111's. (peft-form DoRA, `lora_magnitude_vector`,
       is applied by peft and passes.)
+    - a layout diffusers loads without applying it (an SD3 LoRA in kohya layout: `families.lora.refusal`).
+    A Flux LoRA on a Chroma model passes (`families.lora.COMPATIBLE`).
     """
-    if addon.family and addon.family != ref.family:
+    if not family_lora.compatible(addon.family, ref.family):
         theirs = FAMILY_LABEL.get(addon.family) or FAMILY_NAMES.get(addon.family, addon.family)
         ours = FAMILY_LABEL.get(ref.family, ref.family)
         raise InputError(f"LoRA {addon.name} is for {theirs} but {ref.name} is {ours}: pick a LoRA made for {ours}")
     if addon.variant == "dora" and _has_key_ending(addon.path, ".dora_scale"):
         raise InputError(f"LoRA {addon.name} is a LyCORIS DoRA (dora_scale weights), which diffusers cannot apply "
                          f"(it would drop the DoRA part silently): use a plain LoRA version of it")
+    refused = family_lora.refusal(addon.name, family_lora.lora_keys(addon.path), ref.family,
+                                  FAMILY_LABEL.get(ref.family, ref.family))
+    if refused:
+        raise InputError(refused)
 
 
 def _has_key_ending(path: Path, suffix: str) -> bool:
@@ -170,7 +177,8 @@ class Entry:
             with quiet_loading(), warnings.catch_warnings():
                 # peft warns on every second adapter ("Already found a peft_config"): expected, we keep several.
                 warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-                self.pipe.load_lora_weights(str(addon.path), adapter_name=name)
+                source = family_lora.prepared(addon.path, family_lora.lora_keys(addon.path), self.ref.family)
+                self.pipe.load_lora_weights(source, adapter_name=name)
         except Exception as err:
             try:  # a half-applied adapter would leak into the next image
                 if name in _adapter_list(self.pipe):
@@ -183,6 +191,11 @@ class Entry:
         if name not in _adapter_list(self.pipe):  # nothing matched: it must never reach set_adapters
             raise InputError(f"LoRA {addon.name} has no layer that matches {self.ref.name} "
                              f"({FAMILY_LABEL[self.ref.family]}): it is for another kind of model")
+        if not family_lora.touched(self.pipe, name):  # loaded, yet the image would be the base model's
+            self.pipe.delete_adapters([name])
+            raise InputError(f"LoRA {addon.name} changes no layer of {self.ref.name} "
+                             f"({FAMILY_LABEL[self.ref.family]}): its weights are all zero or target layers this "
+                             f"model does not have")
         self.adapters[name] = addon.path
         emit(Info(f"LoRA {addon.name} loaded in {time.monotonic() - started:.1f}s", job=self.ref.name))
 

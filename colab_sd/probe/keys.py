@@ -59,7 +59,9 @@ def width_family(width: Optional[int]) -> Optional[str]:
 
 def _family_from_words(text: str) -> Optional[str]:
     """The family an architecture string names ("stable-diffusion-xl-v1-base/lora", "sd_v1", "flux1", …)."""
-    for pattern, family in ((r"flux", "flux"), (r"cascade", "sd-cascade"), (r"xl.*refiner|refiner.*xl", "sdxl-refiner"),
+    for pattern, family in ((r"flux[._ -]?2|klein", "flux2"), (r"chroma", "chroma"), (r"z[._ -]?image", "zimage"),
+                            (r"flux", "flux"), (r"cascade", "sd-cascade"),
+                            (r"xl.*refiner|refiner.*xl", "sdxl-refiner"),
                             (r"xl|pony|illustrious|noob", "sdxl"), (r"sd3|-3\b|-3[.-]|v3", "sd3"),
                             (r"v2|sd2", "sd2"), (r"v1|sd1", "sd1"), (r"pixart", "pixart"), (r"aura", "auraflow"),
                             (r"hunyuan", "hunyuan")):

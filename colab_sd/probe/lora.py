@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .keys import Verdict, dim, has_part, has_prefix, shape_of, width_family
+from .keys import Verdict, dim, family_from_metadata, has_part, has_prefix, shape_of, width_family
 from .result import FAMILY_NAMES
 
 _LORA_STRONG = re.compile(
@@ -17,6 +17,20 @@ _ATTN2_K = re.compile(r"attn2[._](processor[._])?to_k")
 _DOWN = re.compile(r"(lora_down|lora\.down|lora_A|_lora\.down|hada_w[12]_b)(\.weight)?$")
 _TE_K = re.compile(r"self_attn[._](k|q|v)_proj")
 _TE_LAYER = re.compile(r"encoder[._]layers[._](\d+)[._]")
+# Z-Image (and Lumina 2, its ancestor) blocks, in diffusers, original and kohya spellings:
+# layers.0.attention.to_q / diffusion_model.layers.0.attention.qkv / lora_unet_noise_refiner_0_feed_forward_w1
+_ZIMAGE = re.compile(r"(?:^|[._])(?:layers|noise_refiner|context_refiner)[._]\d+[._]"
+                     r"(?:attention|feed_forward|adaLN_modulation)")
+# Module names only Flux.2 has (diffusers and BFL spellings): fused single-block projection, shared modulation
+_FLUX2_ONLY = ("to_qkv_mlp_proj", "double_stream_modulation", "single_stream_modulation", "ff.linear_in",
+               "ff_linear_in", "ff_context.linear_in", "ff_context_linear_in")
+# Module names only Flux.1 has: per-block modulation (BFL `img_mod` / `modulation.lin`) and diffusers' `proj_mlp`
+_FLUX1_ONLY = re.compile(r"img_mod|txt_mod|single_blocks[._]\d+[._]modulation[._]lin|proj_mlp")
+# out-features / in-features of a single block's linear1 and a double block's img_mlp.0: Flux.1 (MLP ratio 4:
+# 3h + 4h, 4h) against Flux.2 (SwiGLU, ratio 3: 3h + 2·3h, 2·3h) — the same at any width, tiny ones included
+_FLUX_RATIOS = {("linear1", 7): "flux", ("linear1", 9): "flux2", ("img_mlp", 4): "flux", ("img_mlp", 6): "flux2"}
+_RATIO_LAYER = re.compile(r"(?:single_blocks[._]\d+[._](linear1)|double_blocks[._]\d+[._](img_mlp)[._]0)"
+                          r"[._](?:lora_down|lora_A)\.weight$")
 # A UNet attention with a second transformer block (SDXL has 2 or 10 per attention, SD1/SD2 one):
 # input_blocks_4_1_transformer_blocks_1 / down_blocks.2.attentions.1.transformer_blocks.9 / mid_block.attentions.0.…
 _TBLOCK_N = re.compile(r"(?:blocks?[._]\d+[._](?:\d+[._])?|attentions[._]\d+[._])transformer_blocks[._][1-9]")
@@ -60,13 +74,15 @@ def lora_rule(shapes, keys, metadata):
         label = "kohya-named network weights"
     verdict.variant = algo
     verdict.why(f"{lora_like} of {len(keys)} keys are {label} weights → LoRA")
-    _lora_family(shapes, keys, verdict)
+    _lora_family(shapes, keys, verdict, metadata or {})
     return verdict
 
 
-def _lora_family(shapes, keys, verdict) -> None:
+def _lora_family(shapes, keys, verdict, metadata: dict) -> None:
     """Set `verdict.family` from what the LoRA targets; the first deciding layer wins, in this order."""
-    for decide in (_transformer_family, _unet_family, _text_encoder_family):
+    if _transformer_family(shapes, keys, verdict, metadata):
+        return
+    for decide in (_unet_family, _text_encoder_family):
         if decide(shapes, keys, verdict):
             return
     if not verdict.family:
@@ -79,11 +95,23 @@ def _decided(verdict, family: str, reason: str) -> bool:
     return True
 
 
-def _transformer_family(shapes, keys, verdict) -> bool:
-    """Flux double/single blocks, SD3 joint blocks, or a DiT LoRA told apart by its attention width."""
-    flux = has_part(keys, "double_blocks", "single_blocks", "single_transformer_blocks")
+def _transformer_family(shapes, keys, verdict, metadata: dict) -> bool:
+    """Z-Image blocks, Flux.2 / Flux.1 / Chroma double and single blocks, SD3 joint blocks, or a DiT LoRA told
+    apart by its attention width."""
+    zimage = next((k for k in keys if _ZIMAGE.search(k)), None)
+    if zimage:
+        width = next((dim(shapes, k, -1) for k in keys if _ZIMAGE.search(k) and _DOWN.search(k) and "attention" in k),
+                     None)
+        if width == 2304:
+            return _decided(verdict, "lumina", f"targets {zimage[:90]} 2304 wide (Lumina 2 width) → Lumina")
+        return _decided(verdict, "zimage", f"targets {zimage[:90]} (Z-Image layers / refiners) → Z-Image")
+    chroma = has_part(keys, "distilled_guidance_layer")
+    if chroma:
+        return _decided(verdict, "chroma", f"targets {chroma[:90]} (Chroma's guidance approximator) → Chroma")
+    flux = has_part(keys, "double_blocks", "single_blocks", "single_transformer_blocks", *_FLUX2_ONLY)
     if flux:
-        return _decided(verdict, "flux", f"targets {flux[:90]} (Flux double/single blocks) → Flux")
+        family, reason = _flux_generation(shapes, keys, metadata)
+        return _decided(verdict, family, f"targets {flux[:90]} (Flux double/single blocks); {reason}")
     joint = has_part(keys, "joint_blocks", "context_block")
     if joint:
         return _decided(verdict, "sd3", f"targets {joint[:90]} (SD3 joint blocks) → SD3")
@@ -94,6 +122,35 @@ def _transformer_family(shapes, keys, verdict) -> bool:
         if widths & {1536, 2432}:
             return _decided(verdict, "sd3", "transformer attention takes 1536/2432 features (SD3 widths) → SD3")
     return False
+
+
+def _flux_generation(shapes, keys, metadata: dict) -> tuple[str, str]:
+    """Flux.1 or Flux.2 (or Chroma by metadata) for a LoRA with Flux-style blocks: module names only one has, the MLP
+    ratio of the layers it targets, a width only Flux.2 has, then the metadata; Flux.1 when nothing tells."""
+    only2 = has_part(keys, *_FLUX2_ONLY)
+    if only2:
+        return "flux2", f"{only2[:60]} exists only in Flux.2 → Flux.2"
+    for k in keys:
+        m = _RATIO_LAYER.search(k)
+        rows, cols = dim(shapes, _up_key(k), 0), dim(shapes, k, -1)
+        if m and rows and cols and rows % cols == 0:
+            family = _FLUX_RATIOS.get((m.group(1) or m.group(2), rows // cols))
+            if family:
+                return family, f"{k[:60]} maps {cols} → {rows} features (MLP ratio) → {FAMILY_NAMES[family]}"
+    widths = {dim(shapes, k, -1) for k in keys if _DOWN.search(k) and "attn" in k}
+    if widths & {4096, 6144}:
+        return "flux2", "attention takes 4096/6144 features (Flux.2 widths) → Flux.2"
+    only1 = next((k for k in keys if _FLUX1_ONLY.search(k)), None)
+    if only1:
+        return "flux", f"{only1[:60]} exists only in Flux.1 → Flux"
+    meta_family, _, source = family_from_metadata(metadata)
+    if meta_family in ("flux2", "chroma"):
+        return meta_family, f"only layers Flux.1 also has; {source} → {FAMILY_NAMES[meta_family]}"
+    return "flux", "only layers Flux.1 and Flux.2 Klein share, no metadata saying which → Flux (assumed)"
+
+
+def _up_key(down_key: str) -> str:
+    return down_key.replace("lora_down.weight", "lora_up.weight").replace("lora_A.weight", "lora_B.weight")
 
 
 def _unet_family(shapes, keys, verdict) -> bool:
