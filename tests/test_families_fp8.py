@@ -262,3 +262,37 @@ def test_a_bundles_scaled_text_encoder_does_not_make_its_denoiser_scaled(tmp_pat
     assert list(sd) == ["model.diffusion_model.layers.0.attention.qkv.weight"]
     assert sd["model.diffusion_model.layers.0.attention.qkv.weight"].dtype == torch.float16
     assert torch.equal(sd["model.diffusion_model.layers.0.attention.qkv.weight"], torch.full((4, 4), 0.5).half())
+
+
+def test_scaled_text_encoder_is_rescaled_too(zimage, tmp_path, monkeypatch):
+    """A ComfyUI scaled fp8 text encoder in text_encoder/ (as `t5xxl_fp8_e4m3fn_scaled.safetensors` is for Flux;
+    here the tiny Qwen3 of Z-Image, in ComfyUI's `model.` layout): loaded with its scales, the whole model from
+    scaled files makes the image its fp32 dequantized files make."""
+    import shutil
+
+    from colab_sd.generation import components
+    from colab_sd.generation.families.flow import QWEN3_4B
+
+    root, paths, _ = zimage
+    encoder = tiny_families.tiny_qwen3(2)  # build_zimage's encoder seed
+    tensors, reference = quantize(tiny_families.qwen_to_comfy(encoder.state_dict()))
+    libs = {}
+    for name, weights, model in (("scaled", tensors, "tiny-zimage-fp8-scaled"),
+                                 ("dequantized", reference, "tiny-zimage-dequantized")):
+        lib = libs[name] = tmp_path / name
+        for folder in ("checkpoint", "text_encoder", "vae"):
+            (lib / folder).mkdir(parents=True)
+        shutil.copyfile(root / "checkpoint" / f"{model}.safetensors", lib / "checkpoint" / "z.safetensors")
+        shutil.copyfile(paths["vae"], lib / "vae" / paths["vae"].name)
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(lib / "text_encoder" / "qwen3.safetensors"))
+    config = root / "_configs" / "zimage"
+    assert components.weights_of(libs["scaled"] / "text_encoder" / "qwen3.safetensors")[1] == "fp8-scaled"
+    loaded = components.load(QWEN3_4B, libs["scaled"] / "text_encoder" / "qwen3.safetensors", config, torch.float32)
+    plain = components.load(QWEN3_4B, libs["dequantized"] / "text_encoder" / "qwen3.safetensors", config,
+                            torch.float32)
+    assert _max_diff(loaded, plain) == 0.0
+    images = {}
+    for name, lib in libs.items():
+        monkeypatch.setenv("COLAB_SD_HOME", str(lib))
+        images[name] = np.asarray(colab_sd.generate(model="z", **SMALL).images[0], dtype=np.float32)
+    assert images["scaled"].std() > 1.0 and np.abs(images["scaled"] - images["dequantized"]).max() <= 1.0

@@ -196,8 +196,16 @@ def _linked_folder(config: Path, role: str, weights: Path, weights_name: str) ->
     return tmp
 
 
+def _scaled(path: Path) -> bool:
+    from .families import fp8
+
+    return fp8.scheme(path) is not None
+
+
 def load(component, path: Path, config: Path, dtype, quantization=None):
-    """The component's model from its file: transformers classes for text encoders, diffusers for VAEs.
+    """The component's model from its file: transformers classes for text encoders, diffusers for VAEs. A text
+    encoder stored as ComfyUI scaled fp8 is rescaled into `dtype` first (families.fp8) and given to transformers as
+    a state dict.
 
     `quantization` is a transformers BitsAndBytesConfig for 8/4-bit text encoders (CUDA), or None.
     """
@@ -220,6 +228,12 @@ def load(component, path: Path, config: Path, dtype, quantization=None):
                     return cls.from_pretrained(folder, **{dtype_kwarg(): dtype})
             cls = getattr(transformers, component.cls)
             extra = {"quantization_config": quantization} if quantization is not None else {}
+            if _scaled(path):  # ComfyUI scaled fp8 (t5xxl_fp8_e4m3fn_scaled): transformers would drop the scales
+                from .families import fp8
+
+                settings = cls.config_class.from_pretrained(str(Path(config) / component.role))
+                return cls.from_pretrained(None, config=settings, state_dict=fp8.rescaled(path, dtype), dtype=dtype,
+                                           **extra)
             with _linked_folder(config, component.role, path, "model.safetensors") as folder:
                 return cls.from_pretrained(folder, dtype=dtype, **extra)
     except (GenerationError, InputError):
