@@ -29,6 +29,7 @@ from colab_sd.errors import InputError  # noqa: E402
 from colab_sd.events import Info  # noqa: E402
 from colab_sd.generation.cache import CACHE  # noqa: E402
 from colab_sd.generation.models import resolve_addon  # noqa: E402
+from colab_sd.library import write_sidecar  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.usefixtures("offline")]
@@ -141,6 +142,7 @@ LAYOUTS = {
     ("flux", "bfl-diffusion_model"): ("flux-bfl", "flux"),
     ("chroma", "kohya"): ("chroma-kohya", "flux"),  # Flux key names: a Flux LoRA as far as the probe can tell
     ("chroma", "ai-toolkit"): ("chroma-aitoolkit", "flux"),
+    ("chroma", "flux-kohya"): ("flux-kohya", "flux"),  # a Flux LoRA with CLIP and modulation parts Chroma lacks
     ("zimage", "diffusers"): ("zimage-diffusers", "zimage"),
     ("zimage", "ai-toolkit"): ("zimage-aitoolkit", "zimage"),
     ("zimage", "kohya"): ("zimage-kohya", "zimage"),
@@ -148,6 +150,8 @@ LAYOUTS = {
     ("klein", "kohya"): ("klein-kohya", "flux2"),
     ("klein", "ai-toolkit"): ("klein-aitoolkit", "flux2"),
     ("klein", "diffusers"): ("klein-diffusers", "flux2"),
+    # attention only: layers Flux.1 has too, so the probe assumes Flux.1; the CivitAI sidecar says Klein
+    ("klein", "kohya-attention+sidecar"): ("klein-attention", "flux"),
     ("sd3", "diffusers"): ("sd3-diffusers", None),  # SD3 is told by its 1536/2432 width; 32 tells nothing
 }
 
@@ -176,6 +180,10 @@ def write_loras(root, pipes: dict) -> None:
     write(root, "klein-kohya", kohya_layout(klein, KLEIN_BFL, 12))
     write(root, "klein-aitoolkit", original_peft_layout(klein, KLEIN_BFL, 13))
     write(root, "klein-diffusers", peft_layout(klein, KLEIN_DIFFUSERS, "transformer.", 14))
+    attention = {k: v for k, v in KLEIN_BFL.items() if "attn" in k}
+    write(root, "klein-attention", kohya_layout(klein, attention, 19))
+    write_sidecar(root / "lora" / "klein-attention.safetensors", {"base_model": "Flux.2 Klein 4B"})
+    write(root, "klein-attention-bare", kohya_layout(klein, attention, 19))  # the same file, no sidecar
     write(root, "sd3-diffusers", peft_layout(sd3, SD3_DIFFUSERS, "transformer.", 15))
     # for the refusals: a Chroma-only layer, an SD3 kohya file, real-width SD3, and LoRAs that change nothing
     write(root, "chroma-guidance", peft_layout(chroma, ["distilled_guidance_layer.in_proj",
@@ -257,7 +265,10 @@ def test_every_layout_changes_the_image_weight_zero_does_not_and_two_combine(fam
         events = []
         result = colab_sd.generate(model=model, **with_tag(name, 0.8), on_event=events.append)
         assert not result.loaded  # the base stays loaded: a LoRA is an adapter on it
-        assert any(isinstance(e, Info) and e.message.startswith(f"LoRA {name} loaded") for e in events)
+        said = [e.message for e in events if isinstance(e, Info) and e.message.startswith(f"LoRA {name} loaded")]
+        assert said, name
+        if family == "chroma" and name == "flux-kohya":
+            assert "text-encoder part (12 CLIP tensors) is left out: Chroma has no CLIP encoder" in said[0]
         alone[name] = pixels(result)
         assert moved(alone[name], base) > MOVED, f"{name} did not change the {family} image"
         params = colab_sd.generation.parse_parameters(result.parameters[0])
@@ -283,6 +294,7 @@ REFUSED = [
     ("tiny-flux-dev", "chroma-guidance", "is for Chroma"),
     ("tiny-flux-dev", "sd3-real-width", "is for SD3"),
     ("tiny-klein", "flux-kohya", "is for Flux"),
+    ("tiny-klein", "klein-attention-bare", "is for Flux"),  # nothing says Klein: Flux.1 assumed
     ("tiny-sd3", "flux-aitoolkit", "is for Flux"),
     ("tiny-zimage", "klein-diffusers", "is for Flux.2"),
     ("tiny-chroma", "zimage-diffusers", "is for Z-Image"),
@@ -362,3 +374,35 @@ def test_lora_over_a_gguf_quantized_transformer(model, lora):
     assert any(".base_layer." in n for n in packed)
     zero = pixels(colab_sd.generate(model=model, **{**CALL, "prompt": f"{CALL['prompt']} <lora:{lora}:0>"}))
     assert np.array_equal(zero, base)
+
+
+# ---------------------------------------------------------------------------------------------- probe (headers)
+
+REAL = [  # real widths: Flux.1 3072 (MLP 4), Klein 4B 3072 / 9B 4096 (SwiGLU 3), Z-Image 3840, Lumina 2 2304
+    ({"lora_unet_single_blocks_0_linear1": (3072, 21504)}, {}, "flux", "MLP ratio"),
+    ({"lora_unet_single_blocks_0_linear1": (3072, 27648)}, {}, "flux2", "MLP ratio"),
+    ({"diffusion_model.double_blocks.0.img_mlp.0": (3072, 18432)}, {}, "flux2", "MLP ratio"),
+    ({"diffusion_model.double_blocks.0.img_attn.qkv": (4096, 12288)}, {}, "flux2", "Flux.2 widths"),
+    ({"lora_unet_double_blocks_0_img_mod_lin": (3072, 18432)}, {}, "flux", "only in Flux.1"),
+    ({"lora_unet_double_blocks_0_img_attn_qkv": (3072, 9216)}, {}, "flux", "(assumed)"),
+    ({"lora_unet_double_blocks_0_img_attn_qkv": (3072, 9216)},
+     {"modelspec.architecture": "Flux.2-klein-4b/lora"}, "flux2", "modelspec.architecture"),
+    ({"transformer.single_transformer_blocks.0.attn.to_qkv_mlp_proj": (3072, 27648)}, {}, "flux2", "only in Flux.2"),
+    ({"transformer.distilled_guidance_layer.layers.0.linear_1": (5120, 5120)}, {}, "chroma", "guidance approximator"),
+    ({"diffusion_model.layers.0.attention.qkv": (3840, 11520)}, {}, "zimage", "Z-Image"),
+    ({"lora_unet_noise_refiner_0_feed_forward_w1": (3840, 10240)}, {}, "zimage", "Z-Image"),
+    ({"diffusion_model.layers.0.attention.qkv": (2304, 6912)}, {}, "lumina", "Lumina 2 width"),
+]
+
+
+@pytest.mark.parametrize("modules,metadata,family,why", REAL, ids=[f"{r[2]}-{i}" for i, r in enumerate(REAL)])
+def test_probe_tells_the_lora_family_from_real_shapes(modules, metadata, family, why):
+    from colab_sd.probe.rules import inspect_keys
+
+    shapes = {}
+    for module, (features_in, features_out) in modules.items():
+        down, up = ("lora_down", "lora_up") if module.startswith("lora_unet_") else ("lora_A", "lora_B")
+        shapes[f"{module}.{down}.weight"] = [16, features_in]
+        shapes[f"{module}.{up}.weight"] = [features_out, 16]
+    found = inspect_keys(shapes, metadata)
+    assert (found.kind, found.family) == ("lora", family) and why in found.reasons[-1], found.reasons

@@ -37,10 +37,12 @@ def check_lora(addon: Addon, ref: ModelRef) -> None:
       log warning, so the image would silently differ from A1111's. (peft-form DoRA, `lora_magnitude_vector`,
       is applied by peft and passes.)
     - a layout diffusers loads without applying it (an SD3 LoRA in kohya layout: `families.lora.refusal`).
-    A Flux LoRA on a Chroma model passes (`families.lora.COMPATIBLE`).
+    A Flux LoRA on a Chroma model passes (`families.lora.COMPATIBLE`); a LoRA the probe could only assume to be
+    Flux.1 takes the family its CivitAI sidecar names (`families.lora.lora_family`).
     """
-    if not family_lora.compatible(addon.family, ref.family):
-        theirs = FAMILY_LABEL.get(addon.family) or FAMILY_NAMES.get(addon.family, addon.family)
+    family = family_lora.lora_family(addon.family, addon.path, addon.meta)
+    if not family_lora.compatible(family, ref.family):
+        theirs = FAMILY_LABEL.get(family) or FAMILY_NAMES.get(family, family)
         ours = FAMILY_LABEL.get(ref.family, ref.family)
         raise InputError(f"LoRA {addon.name} is for {theirs} but {ref.name} is {ours}: pick a LoRA made for {ours}")
     if addon.variant == "dora" and _has_key_ending(addon.path, ".dora_scale"):
@@ -177,7 +179,7 @@ class Entry:
             with quiet_loading(), warnings.catch_warnings():
                 # peft warns on every second adapter ("Already found a peft_config"): expected, we keep several.
                 warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-                source = family_lora.prepared(addon.path, family_lora.lora_keys(addon.path), self.ref.family)
+                source, note = family_lora.prepared(addon.path, family_lora.lora_keys(addon.path), self.ref.family)
                 self.pipe.load_lora_weights(source, adapter_name=name)
         except Exception as err:
             try:  # a half-applied adapter would leak into the next image
@@ -197,7 +199,8 @@ class Entry:
                              f"({FAMILY_LABEL[self.ref.family]}): its weights are all zero or target layers this "
                              f"model does not have")
         self.adapters[name] = addon.path
-        emit(Info(f"LoRA {addon.name} loaded in {time.monotonic() - started:.1f}s", job=self.ref.name))
+        emit(Info(f"LoRA {addon.name} loaded in {time.monotonic() - started:.1f}s" + (f"; {note}" if note else ""),
+                  job=self.ref.name))
 
     def _drop(self, names: list[str]) -> None:
         names = [n for n in names if n in self.adapters]

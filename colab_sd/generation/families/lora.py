@@ -11,7 +11,7 @@ Two gaps are handled here:
   (kohya-ss/sd-scripts#1743): refused before loading (`refusal`).
 - Flux LoRAs saved with BFL module names under `diffusion_model.` with `lora_A` / `lora_B` (ComfyUI-style saves)
   match no diffusers module: renamed to kohya names, which diffusers' Flux kohya converter then reads
-  (`prepared`); nothing is converted by hand.
+  (`prepared`); nothing is converted by hand. On Chroma a Flux LoRA's CLIP part is left out (Chroma has none).
 
 `touched` counts the layers an adapter really changes (non-zero up weights), so "loaded, but matched nothing"
 is an error instead of an image identical to the base model's. Light to import: torch only inside functions.
@@ -40,6 +40,25 @@ def compatible(lora_family: Optional[str], model_family: str) -> bool:
     return model_family in COMPATIBLE.get(lora_family, ())
 
 
+def lora_family(family: Optional[str], path: Path, sidecar: dict) -> Optional[str]:
+    """The LoRA's family: the probe's, except when the probe only assumed Flux.1 (a LoRA on attention layers
+    Flux.1 and Flux.2 Klein 4B share, at the same 3072 width) and CivitAI's `baseModel` in the sidecar names
+    another registered family ("Flux.2 Klein 4B" → Flux.2): then the sidecar decides."""
+    base = str((sidecar or {}).get("base_model") or (sidecar or {}).get("baseModel") or "").strip().lower()
+    if family != "flux" or not base or not Path(path).is_file():
+        return family
+    from ... import probe
+    from . import REGISTRY
+
+    if not any("(assumed)" in reason for reason in probe.inspect(path).reasons):
+        return family
+    for fam in REGISTRY.values():
+        names = list(fam.civitai) + [n for v in fam.variants for n in fam.for_variant(v).civitai]
+        if base in (n.lower() for n in names):
+            return fam.id
+    return family
+
+
 def lora_keys(path: Path) -> list[str]:
     """The tensor names of a .safetensors LoRA, read from its header (no tensor data); [] for other formats."""
     if Path(path).suffix != ".safetensors":
@@ -63,19 +82,33 @@ def refusal(name: str, keys: list[str], model_family: str, model_label: str) -> 
     return None
 
 
-def prepared(path: Path, keys: list[str], model_family: str) -> Union[str, dict]:
-    """What to hand to `load_lora_weights`: the file itself, or (Flux / Chroma LoRAs with BFL module names under
-    `diffusion_model.` and peft's lora_A / lora_B) its tensors renamed to kohya names, which diffusers' Flux
-    kohya converter splits into diffusers modules (fused qkv, alpha scaling) as it does for sd-scripts files."""
-    if model_family not in ("flux", "chroma") or not keys or not all(_BFL_MODULE.match(k) for k in keys):
-        return str(path)
+def prepared(path: Path, keys: list[str], model_family: str) -> tuple[Union[str, dict], Optional[str]]:
+    """(what to hand to `load_lora_weights`, a note for the user or None): the file itself, or its tensors
+    when they need changing first —
+
+    - Flux / Chroma LoRAs with BFL module names under `diffusion_model.` and peft's lora_A / lora_B: renamed to
+      kohya names, which diffusers' Flux kohya converter splits into diffusers modules (fused qkv, alpha
+      scaling) as it does for sd-scripts files;
+    - on Chroma, a Flux LoRA's CLIP part (kohya `lora_te…`, diffusers `text_encoder.`) is dropped: Chroma has no
+      CLIP encoder, and diffusers fails on the whole file when it cannot place that part (IndexError in
+      get_peft_kwargs).
+    """
+    rename = model_family in ("flux", "chroma") and bool(keys) and all(_BFL_MODULE.match(k) for k in keys)
+    clip = [k for k in keys if k.startswith(("lora_te", "text_encoder.", "text_encoder_2."))]
+    drop = model_family == "chroma" and bool(clip) and len(clip) < len(keys)
+    if not (rename or drop):
+        return str(path), None
     from safetensors.torch import load_file
 
-    renamed = {}
-    for key, tensor in load_file(str(path)).items():
-        module, suffix = _BFL_MODULE.match(key).groups()
-        renamed[f"lora_unet_{module.replace('.', '_')}.{_SUFFIX[suffix]}"] = tensor
-    return renamed
+    tensors = load_file(str(path))
+    if drop:
+        tensors = {k: v for k, v in tensors.items() if k not in set(clip)}
+    if rename:
+        tensors = {f"lora_unet_{m[1].replace('.', '_')}.{_SUFFIX[m[2]]}": v
+                   for k, v in tensors.items() for m in [_BFL_MODULE.match(k)]}
+    note = (f"its text-encoder part ({len(clip)} CLIP tensors) is left out: Chroma has no CLIP encoder"
+            if drop else None)
+    return tensors, note
 
 
 def touched(pipe, adapter: str) -> int:
