@@ -497,6 +497,7 @@ def _family_loop(lab, page, tiny):
     shutil.copy(built["text_encoder"], models / "text_encoder" / "qwen_3_4b.safetensors")
     refresh_and_choose()
     out.get_by_text("nothing to fetch").wait_for(timeout=30_000)
+    _clear_init_image(out)  # an init image left in the box by an earlier test would make this img2img
     visible("widget-textarea", "Prompt").locator("textarea").fill("a photo of a cat")
     visible("widget-dropdown", "Size").locator("select").select_option("Custom")
     for name, value in (("Width", "64"), ("Height", "64"), ("Seed", "9")):
@@ -511,3 +512,29 @@ def _family_loop(lab, page, tiny):
     assert "Shift: 3" in out.inner_text()  # Z-Image Turbo's own scheduler, written as Forge does
     out.locator(".widget-image:visible").first.scroll_into_view_if_needed()
     shot(page, "14-family-image")
+
+    # Send to img2img with the Z-Image picture: the box opens without the mask part (inpainting is for SD models)
+    # and img2img runs through Z-Image's own image-to-image pipeline.
+    assert out.locator(".p-Collapse-header:visible, .lm-Collapse-header:visible, .jupyter-widget-Collapse-header:visible",
+                       has_text="Hires fix").count() == 1  # hires fix is offered for Z-Image too
+    out.locator("button:visible", has_text="Send to img2img").first.click()
+    out.get_by_text("init image 64×64").wait_for()
+    assert out.locator(".widget-checkbox:visible", has_text="Inpaint (mask)").count() == 0
+    assert out.locator("button:visible", has_text="Paint mask").count() == 0
+    out.locator("button:visible", has_text="Generate").first.click()
+    page.wait_for_function("() => document.body.innerText.includes('z_image_turbo, Denoising strength: 0.75')",
+                           timeout=180_000)
+    out.get_by_text("✓ 1 image · seed 9").wait_for(timeout=60_000)
+    out.get_by_text("init image 64×64").scroll_into_view_if_needed()
+    shot(page, "15-family-img2img")
+    _clear_init_image(out)
+
+
+def _clear_init_image(out) -> None:
+    """Back to txt2img: the img2img box opened if needed, its Clear button pressed."""
+    if not out.locator("button:visible", has_text="Init image").count():
+        out.locator(".p-Collapse-header:visible, .lm-Collapse-header:visible, "
+                    ".jupyter-widget-Collapse-header:visible", has_text="img2img / inpaint").first.click()
+    out.locator("button:visible", has_text="Init image").first.wait_for()
+    out.locator("button:visible[title='back to txt2img']").first.click()
+    out.get_by_text("txt2img (no init image)").wait_for()

@@ -140,6 +140,22 @@ def test_klein_has_no_img2img_and_says_so(families):
         assert ("img2img with" in message) if "init_image" in extra else ("hires fix with" in message)
 
 
+def test_encode_guard_lets_an_fp32_vae_take_fp16_images():
+    """On fp16 GPUs the families decode with an fp32 VAE; an img2img pipeline that hands it the fp16 image (the
+    transformer's dtype) would stop with a dtype error, so the guard casts in and back out."""
+    from colab_sd.generation.families.second import encode_guard
+
+    vae = tiny_families.tiny_flux_vae()
+    image = torch.rand(1, 3, 32, 32, dtype=torch.float16) * 2 - 1
+    with pytest.raises(RuntimeError):  # what diffusers would meet without it
+        vae.encode(image)
+    encode_guard(vae)
+    encode_guard(vae)  # once only
+    dist = vae.encode(image).latent_dist
+    assert dist.mean.dtype == torch.float16 and dist.sample(torch.Generator().manual_seed(0)).dtype == torch.float16
+    assert vae.encode(image.float()).latent_dist.mean.dtype == torch.float32  # same dtype: untouched
+
+
 def _cli(families, tmp_path, capsys, *args):
     """`colab-sd generate` through the CLI's entry point (in this process: the cached model is reused)."""
     import json

@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..events import Info
 from . import hires as _hires
 from . import inpaint as _inpaint
-from .masks import RESIZE_MODES, resize_image, resize_mode_index
+from .masks import resize_image, resize_mode_index
 
 log = logging.getLogger("colab_sd.generation")
 

@@ -204,7 +204,8 @@ class Img2ImgBox:
         self.mask_upload_image = None
         self.upload = widgets.FileUpload(accept=ACCEPT, multiple=False, description="Init image…")
         self.clear = widgets.Button(description="Clear", icon="times", tooltip="back to txt2img")
-        self.preview = widgets.Image(format="png", layout=widgets.Layout(max_width="192px", height="auto"))
+        self.preview = widgets.Image(format="png", layout=widgets.Layout(max_width="192px", height="auto",
+                                                                         display="none"))
         self.strength = widgets.FloatSlider(value=0.75, min=0.0, max=1.0, step=0.01, description="Denoising",
                                             style=label)
         self.resize_mode = widgets.Dropdown(options=list(RESIZE_MODES), value=RESIZE_MODES[0],
@@ -262,8 +263,10 @@ class Img2ImgBox:
         self.mask_upload_image = None
         if image is None:
             self.preview.value = b""
+            self.preview.layout.display = "none"  # an empty image widget shows the browser's broken-image icon
             self.status.value = message("txt2img (no init image)", "muted")
             return
+        self.preview.layout.display = None
         buf = io.BytesIO()
         thumb = image.copy()
         thumb.thumbnail((192, 192))

@@ -34,9 +34,11 @@ def img2img_pipeline(pipe, fam):
 
 
 def encode_guard(vae) -> None:
-    """Wrap `vae.encode` (once) so an fp32 VAE (what the families decode with on fp16 GPUs) takes the pipeline's
-    fp16 image and hands back latents in that same dtype; the img2img pipelines cast the image to the
-    transformer's dtype and feed the encoded latents to the transformer without a cast."""
+    """Wrap `vae.encode` (once) so an fp32 VAE (what the families decode with on fp16 GPUs) takes an fp16 image
+    and hands back latents in that same dtype. diffusers' Flux / Chroma / SD3 img2img pipelines cast the init image
+    to the prompt embeddings' dtype before encoding: fp16 once the text encoders' outputs are fp16, which an fp32
+    VAE refuses ("Input type (c10::Half) and bias type (float)"). With the tiny test models the encoders hand back
+    fp32 and the wrap is a no-op; `test_encode_guard_lets_an_fp32_vae_take_fp16_images` checks it directly."""
     if getattr(vae, "_colab_sd_encode_guard", False):
         return
     original = vae.encode
