@@ -5,7 +5,7 @@ ai-toolkit / diffusers (`transformer.…lora_A`), Flux BFL names under `diffusio
 ai-toolkit, Z-Image diffusers / ai-toolkit (`diffusion_model.`) / kohya-musubi (`lora_unet_…`, split and fused
 qkv), Flux.2 Klein kohya / ai-toolkit (`diffusion_model.` BFL names) / diffusers, SD3 diffusers. Each changes the
 image, weight 0 gives the base image, two combine; other families' LoRAs are refused before loading, layouts
-diffusers would load as nothing are refused, and LoRAs apply over a GGUF-quantized transformer.
+diffusers would load as nothing are refused, and LoRAs apply over GGUF and scaled-fp8 transformers.
 
 Not tiny: a Flux kohya `single_blocks_N_linear1` layer (diffusers' converter splits it at the hard-coded
 3072/12288 widths of the real model, so it cannot be written at tiny sizes); Flux files here target every other
@@ -30,6 +30,7 @@ from colab_sd.events import Info  # noqa: E402
 from colab_sd.generation.cache import CACHE  # noqa: E402
 from colab_sd.generation.models import resolve_addon  # noqa: E402
 from colab_sd.library import write_sidecar  # noqa: E402
+from test_families_fp8 import quantize  # noqa: E402  (ComfyUI's scaled fp8 quantization, as that module tests it)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.usefixtures("offline")]
@@ -216,6 +217,8 @@ def built(tmp_path_factory):
     out = tiny_families.build_library(root)
     out["pipes"]["zimage"] = tiny_families.build_zimage()  # the same seed as the saved Z-Image
     write_loras(root, out["pipes"])
+    scaled, _ = quantize(tiny_families.zimage_to_original(out["pipes"]["zimage"].transformer.state_dict()))
+    save_file(scaled, str(root / "checkpoint" / "tiny-zimage-fp8-scaled.safetensors"))  # ComfyUI's scaled fp8
     yield root, out
     CACHE.release()
 
@@ -356,24 +359,26 @@ def test_infotext_records_the_loras_and_generate_from_reproduces_it(library, tmp
     assert again["text"].split("Lora hashes")[0] == written["text"].split("Lora hashes")[0]
 
 
-# ---------------------------------------------------------------------------------------------- GGUF base
+# ---------------------------------------------------------------------------------------------- quantized bases
 
 
 @pytest.mark.parametrize("model,lora", [("tiny-flux-dev-Q8_0.gguf", "flux-kohya"),
-                                        ("tiny-zimage-Q8_0.gguf", "zimage-kohya-qkv")])
-def test_lora_over_a_gguf_quantized_transformer(model, lora):
+                                        ("tiny-zimage-Q8_0.gguf", "zimage-kohya-qkv"),
+                                        ("tiny-zimage-fp8-scaled", "zimage-kohya-qkv")])
+def test_lora_over_a_quantized_transformer(model, lora):
+    """GGUF Q8_0 (weights stay packed: diffusers' GGUF Linear under peft's LoRA layer) and ComfyUI scaled fp8
+    (rescaled to the compute dtype while loading, then a plain model for the LoRA)."""
     from diffusers.quantizers.gguf.utils import GGUFParameter
 
-    base = base_image("gguf", model)
-    styled = pixels(colab_sd.generate(model=model, **{**CALL, "prompt": f"{CALL['prompt']} <lora:{lora}:1>"}))
+    base = base_image("quantized", model)
+    styled = pixels(colab_sd.generate(model=model, **with_tag(lora, 1)))
     assert moved(styled, base) > MOVED
     transformer = CACHE.entry.pipe.transformer
-    packed = [n for n, p in transformer.named_parameters() if isinstance(p, GGUFParameter)]
     adapters = [n for n, m in transformer.named_modules() if hasattr(m, "lora_A") and m.lora_A]
-    assert packed and adapters  # the quantized weights stay packed under the LoRA layers
-    assert any(".base_layer." in n for n in packed)
-    zero = pixels(colab_sd.generate(model=model, **{**CALL, "prompt": f"{CALL['prompt']} <lora:{lora}:0>"}))
-    assert np.array_equal(zero, base)
+    packed = [n for n, p in transformer.named_parameters() if isinstance(p, GGUFParameter)]
+    assert adapters and bool(packed) == model.endswith(".gguf")
+    assert not packed or any(".base_layer." in n for n in packed)  # packed weights under the LoRA layers
+    assert np.array_equal(pixels(colab_sd.generate(model=model, **with_tag(lora, 0))), base)
 
 
 # ---------------------------------------------------------------------------------------------- probe (headers)
