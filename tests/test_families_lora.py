@@ -411,3 +411,14 @@ def test_probe_tells_the_lora_family_from_real_shapes(modules, metadata, family,
         shapes[f"{module}.{up}.weight"] = [features_out, 16]
     found = inspect_keys(shapes, metadata)
     assert (found.kind, found.family) == ("lora", family) and why in found.reasons[-1], found.reasons
+
+
+def test_civitai_base_models_of_every_family_map_to_its_family_id():
+    """Recreate decides whether a CivitAI LoRA / checkpoint can run from its `baseModel`: every name the registry
+    lists for a family ("ZImageTurbo", "Flux.2 Klein 4B", "SD 3.5 Large"…) must give that family's id."""
+    from colab_sd.civitai.resources import family_of
+    from colab_sd.generation.families import REGISTRY
+
+    for fam in REGISTRY.values():
+        names = set(fam.civitai) | {n for v in fam.variants for n in fam.for_variant(v).civitai}
+        assert {name: family_of(name) for name in names} == {name: fam.id for name in names}

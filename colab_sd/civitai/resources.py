@@ -25,7 +25,8 @@ log = logging.getLogger("colab_sd.civitai")
 # CivitAI `baseModel` → colab_sd's family ids (probe/registry names); anything else is unknown.
 _BASES = (("sd 1", "sd1"), ("sd1", "sd1"), ("sd 2", "sd2"), ("sdxl", "sdxl"), ("pony", "sdxl"),
           ("illustrious", "sdxl"), ("noobai", "sdxl"), ("flux.1", "flux"), ("flux.2", "flux2"), ("sd 3", "sd3"),
-          ("chroma", "chroma"), ("qwen", "qwen_image"), ("z-image", "z_image"), ("hunyuan", "hunyuan"),
+          ("chroma", "chroma"), ("qwen", "qwen-image"), ("z-image", "zimage"), ("zimage", "zimage"),
+          ("hunyuan", "hunyuan"),
           ("wan", "wan"), ("ltxv", "ltxv"), ("cogvideo", "cogvideo"), ("aura", "auraflow"), ("pixart", "pixart"),
           ("kolors", "kolors"), ("lumina", "lumina"), ("hidream", "hidream"))
 
