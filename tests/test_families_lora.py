@@ -8,8 +8,8 @@ image, weight 0 gives the base image, two combine; other families' LoRAs are ref
 diffusers would load as nothing are refused, and LoRAs apply over GGUF and scaled-fp8 transformers.
 
 Not tiny: a Flux kohya `single_blocks_N_linear1` layer (diffusers' converter splits it at the hard-coded
-3072/12288 widths of the real model, so it cannot be written at tiny sizes); Flux files here target every other
-layer kind.
+3072/12288 widths of the real model, so it cannot be written at tiny sizes; the last test converts a real-width
+one); Flux files here target every other layer kind.
 """
 from __future__ import annotations
 
@@ -422,3 +422,23 @@ def test_civitai_base_models_of_every_family_map_to_its_family_id():
     for fam in REGISTRY.values():
         names = set(fam.civitai) | {n for v in fam.variants for n in fam.for_variant(v).civitai}
         assert {name: family_of(name) for name in names} == {name: fam.id for name in names}
+
+
+def test_flux_kohya_single_block_linear1_converts_at_the_real_widths_only():
+    """Why the tiny Flux files above have no `single_blocks_N_linear1`: diffusers' Flux kohya converter splits it at
+    the released widths (3072 for q, k, v and 12288 for the MLP), so a real-width one converts into those four
+    modules and a tiny one cannot be read at all."""
+    from diffusers import FluxPipeline
+
+    def linear1(width: int) -> dict:
+        return {"lora_unet_single_blocks_0_linear1.lora_down.weight": torch.ones(1, width),
+                "lora_unet_single_blocks_0_linear1.lora_up.weight": torch.ones(7 * width, 1),
+                "lora_unet_single_blocks_0_linear1.alpha": torch.tensor(1.0)}
+
+    converted = FluxPipeline.lora_state_dict(linear1(3072))
+    block = "transformer.single_transformer_blocks.0"
+    assert {k: tuple(v.shape) for k, v in converted.items() if k.endswith("lora_B.weight")} == {
+        f"{block}.attn.to_q.lora_B.weight": (3072, 1), f"{block}.attn.to_k.lora_B.weight": (3072, 1),
+        f"{block}.attn.to_v.lora_B.weight": (3072, 1), f"{block}.proj_mlp.lora_B.weight": (12288, 1)}
+    with pytest.raises(AssertionError):
+        FluxPipeline.lora_state_dict(linear1(32))
