@@ -3,7 +3,7 @@
     python scripts/memory_plan_table.py
 
 Rows: the released files of each family (sizes from the families reference §3–§4; the scaled fp8 rows are
-parameters × 1 byte, est.); columns: what
+parameters × 1 byte, est., as is Z-Image's fp8 row); columns: what
 `colab_sd.generation.memory_plan.decide` chooses on a free Colab T4 (with and without bitsandbytes) and on a
 24 GB bf16 GPU. Nothing is loaded; no torch.
 """
@@ -17,6 +17,7 @@ ROWS = (
     ("sdxl", None, "SDXL fp16 checkpoint", 6.9, "fp16"),
     ("zimage", None, "Z-Image Turbo bf16", 12.3, "bf16"),
     ("zimage", None, "Z-Image Turbo Q8_0 GGUF", 6.6, "gguf"),
+    ("zimage", None, "Z-Image Turbo fp8", 6.2, "fp8"),
     ("zimage", None, "Z-Image Turbo scaled fp8", 6.2, "fp8-scaled"),
     ("flux", "dev", "Flux dev bf16", 23.8, "bf16"),
     ("flux", "dev", "Flux dev fp8", 11.9, "fp8"),
@@ -47,7 +48,8 @@ def cell(fam, parts, machine) -> str:
         return f"refused; {_short(plan)}"
     words = {"gpu": "GPU", "model_offload": "model offload", "sequential_offload": "sequential offload"}
     te = "" if plan.text_encoder == "fp16" else f", encoders {plan.text_encoder}"
-    return f"{words[plan.placement]}, {plan.dtype}{te}"
+    kept = ", transformer kept fp8" if plan.storage == "fp8" else ""
+    return f"{words[plan.placement]}, {plan.dtype}{kept}{te}"
 
 
 def _short(plan) -> str:

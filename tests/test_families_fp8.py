@@ -296,3 +296,32 @@ def test_scaled_text_encoder_is_rescaled_too(zimage, tmp_path, monkeypatch):
         monkeypatch.setenv("COLAB_SD_HOME", str(lib))
         images[name] = np.asarray(colab_sd.generate(model="z", **SMALL).images[0], dtype=np.float32)
     assert images["scaled"].std() > 1.0 and np.abs(images["scaled"] - images["dequantized"]).max() <= 1.0
+
+
+def test_plain_fp8_kept_fp8_generates_through_the_users_path(zimage, monkeypatch):
+    """A plan with `storage="fp8"` (what the plan picks on a T4 for a plain fp8 Z-Image, see test_memory_plan):
+    the transformer's Linear weights stay fp8 and are upcast per layer by diffusers' layerwise casting; here on the
+    CPU with fp32 compute (torch upcasts fp8 on the CPU too). The image is the one the same file makes upcast on
+    load, within what storing the bf16 biases in fp8 changes."""
+    import dataclasses
+
+    from colab_sd.generation import memory_plan
+
+    root = zimage[0]
+    plain = {k: (v.to(torch.float8_e4m3fn) if v.dim() == 2 and k.endswith(".weight") else v.to(torch.bfloat16))
+             for k, v in zimage[2]["original"].items()}
+    save_file({k: v.contiguous() for k, v in plain.items()}, str(root / "checkpoint" / "tiny-zimage-fp8.safetensors"))
+    upcast = np.asarray(colab_sd.generate(model="tiny-zimage-fp8", **SMALL).images[0], dtype=np.float32)
+    assert {p.dtype for p in CACHE.entry.pipe.transformer.parameters()} == {torch.float32}
+    CACHE.release()
+    decide = memory_plan.decide
+    monkeypatch.setattr(memory_plan, "decide", lambda *a, **kw: dataclasses.replace(decide(*a, **kw), storage="fp8"))
+    kept = np.asarray(colab_sd.generate(model="tiny-zimage-fp8", **SMALL).images[0], dtype=np.float32)
+    transformer = CACHE.entry.pipe.transformer
+    linear = transformer.layers[0].attention.to_q
+    assert linear.weight.dtype == torch.float8_e4m3fn and linear._diffusers_hook.get_hook("layerwise_casting")
+    assert transformer.t_embedder.mlp[0].weight.dtype == torch.float32  # a precision-sensitive layer: not kept fp8
+    stored = sum(p.numel() for p in transformer.parameters() if p.dtype == torch.float8_e4m3fn)
+    assert stored >= 0.15 * sum(p.numel() for p in transformer.parameters())
+    assert kept.std() > 1.0 and np.abs(kept - upcast).mean() < 1.0  # measured: 0.24 (max 2 of 255)
+    CACHE.release()

@@ -128,3 +128,21 @@ def test_scaled_fp8_is_rescaled_in_ram_before_loading():
     assert not plan.fits and "scaled fp8" in plan.line and "Q8_0 GGUF" in plan.suggestion
     cpu = decide(fam, [Part("transformer", 0.001, int(0.001 * GB), "fp8-scaled")], Machine("CPU", 0, int(20 * GB)))
     assert cpu.fits and "scaled fp8: on the CPU in fp32" in cpu.line
+
+
+def test_plain_fp8_is_kept_fp8_only_when_16_bit_does_not_fit():
+    """Z-Image's fp8 file (6.2 GB) does not fit a T4 upcast (12.3 GB + encoders); kept fp8 it does, all on the
+    GPU: file size + 5% resident, the file's size in RAM while loading. Never on the CPU, never for other files,
+    never when the 16-bit transformer fits, never in an fp32 plan."""
+    fam = families.lookup("zimage")
+    plan = decide(fam, parts(fam, 6.2, "fp8"), T4)
+    assert plan.fits and plan.storage == "fp8" and plan.placement == "gpu" and plan.dtype == "fp16"
+    assert "kept fp8" in plan.line and plan.ram_need >= 6.2 * GB and plan.vram_need <= T4.vram_free
+    assert any("gpu + encoders" in step for step in plan.steps)  # the 16-bit transformer was tried first
+    assert decide(fam, parts(fam, 6.2, "fp8"), BIG).storage == ""  # fits upcast: upcast
+    assert decide(fam, parts(fam, 12.3, "bf16"), T4).storage == ""
+    assert decide(fam, [Part("transformer", 0.001, int(0.001 * GB), "fp8")], Machine("CPU", 0, int(20 * GB))).storage == ""
+    qwen = families.lookup("qwen-image")  # fp16 NaNs: an fp32 plan on a T4, where fp8 storage is not offered
+    assert decide(qwen, parts(qwen, 20.4, "fp8"), T4).storage == ""
+    flux = families.lookup("flux", "dev")
+    assert not decide(flux, parts(flux, 11.9, "fp8"), T4).fits  # 11.9 GB + encoders + activations > 15 GB

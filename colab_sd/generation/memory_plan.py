@@ -14,7 +14,9 @@ Rules, in order (the README's table is printed from them by `scripts/memory_plan
    fp32 where the family needs it.
 3. Try, first fit wins: everything on the GPU (text encoders fp16, then 8-bit, then 4-bit); model CPU offload
    (the largest part on the GPU at a time, every part parked in RAM) with fp16, 8-bit, 4-bit encoders;
-   sequential offload (layer by layer: tiny VRAM, same RAM). 8/4-bit need bitsandbytes and CUDA.
+   sequential offload (layer by layer: tiny VRAM, same RAM). 8/4-bit need bitsandbytes and CUDA. Within each
+   placement a plain fp8 transformer file is tried upcast to 16-bit first, then kept fp8 (`Plan.storage == "fp8"`:
+   its file size plus 5% resident, upcast one layer per forward; families.fp8_vram loads it without a 16-bit copy).
 4. RAM: whatever is parked in RAM (offload) plus the load-time copy (diffusers copies a GGUF file into RAM;
    safetensors are memory-mapped, so one tensor at a time when loading straight to the GPU) must stay under the
    available RAM less a safety margin (a scaled fp8 file is rescaled into the compute dtype in RAM before it
@@ -112,6 +114,8 @@ class Part:
         """Bytes in memory once loaded for compute at `dtype`."""
         if self.stored == "gguf":
             return int(self.file_bytes * 1.02)  # stays packed; dequantized one layer at a time
+        if self.stored == "fp8-kept":  # fp8 weights as stored; norms / embedders / pads and one layer upcast
+            return int(self.file_bytes * 1.05)
         width = 4 if dtype == "fp32" else 2
         if self.role == "vae" and vae_fp32:
             width = 4
@@ -127,6 +131,8 @@ class Part:
             return self.file_bytes
         if self.stored == "fp8-scaled":
             return self.resident(dtype)
+        if self.stored == "fp8-kept":  # the file's tensors are read into RAM as they are, then placed
+            return self.file_bytes
         return int(0.5 * GB) if to_gpu else self.resident(dtype)
 
 
@@ -141,10 +147,11 @@ class Plan:
     line: str
     suggestion: str = ""
     steps: tuple = field(default=(), compare=False)  # every option tried, with why it was rejected
+    storage: str = ""  # "fp8": the plain fp8 transformer stays fp8, upcast per layer (families.fp8_vram)
 
     def summary(self) -> dict:
         return {"placement": self.placement, "dtype": self.dtype, "text_encoder": self.text_encoder,
-                "fits": self.fits, "vram_need_gb": round(self.vram_need / GB, 1),
+                "storage": self.storage or None, "fits": self.fits, "vram_need_gb": round(self.vram_need / GB, 1),
                 "ram_need_gb": round(self.ram_need / GB, 1), "line": self.line}
 
 
@@ -187,13 +194,16 @@ def decide(family, parts: list[Part], machine: Machine, *, dtype: Optional[str] 
     if not any(p.is_encoder for p in parts):
         te_options = te_options[:1]
     for where in places:
-        for te in te_options:
-            vram, ram = _needs(parts, where, dt, te, family.vae_fp32, act)
-            ok_v, ok_r = vram <= machine.vram_free, ram <= machine.ram_available - RAM_MARGIN
-            if ok_v and ok_r:
-                line = _line(label, parts, where, dt, te, family, machine, True)
-                return Plan(where, dt, te, True, vram, ram, line, steps=tuple(tried))
-            tried.append(f"{where} + encoders {te}: needs {_gb(vram)} VRAM / {_gb(ram)} RAM")
+        for kept in _storages(parts, dt):
+            for te in te_options:
+                vram, ram = _needs(kept, where, dt, te, family.vae_fp32, act)
+                ok_v, ok_r = vram <= machine.vram_free, ram <= machine.ram_available - RAM_MARGIN
+                storage = "fp8" if kept is not parts else ""
+                if ok_v and ok_r:
+                    line = _line(label, kept, where, dt, te, family, machine, True)
+                    return Plan(where, dt, te, True, vram, ram, line, steps=tuple(tried), storage=storage)
+                tried.append(f"{where}{' + transformer fp8' if storage else ''} + encoders {te}: needs "
+                             f"{_gb(vram)} VRAM / {_gb(ram)} RAM")
     te_min = te_options[-1]
     vram, _ = _needs(parts, places[0], dt, te_min, family.vae_fp32, act)
     _, ram = _needs(parts, places[-1], dt, te_min, family.vae_fp32, act)
@@ -204,6 +214,13 @@ def decide(family, parts: list[Part], machine: Machine, *, dtype: Optional[str] 
             f"{_gb(machine.ram_available)} RAM available): {_PLACE[places[0]]} needs {_gb(vram)} VRAM, "
             f"{_PLACE[places[-1]]} needs {_gb(ram)} RAM" + (f"; would fit: {hint}" if hint else ""))
     return Plan(places[0], dt, te_options[-1], False, vram, ram, line, hint, tuple(tried))
+
+
+def _storages(parts: list, dt: str) -> list:
+    """The parts as stored-and-upcast, then (a plain fp8 transformer in a 16-bit plan) with it kept fp8."""
+    kept = [Part(p.role, p.params, p.file_bytes, "fp8-kept") if p.role == "transformer" and p.stored == "fp8"
+            else p for p in parts]
+    return [parts, kept] if dt in ("fp16", "bf16") and any(p.stored == "fp8-kept" for p in kept) else [parts]
 
 
 def _needs(parts, where: str, dt: str, te: str, vae_fp32: bool, act: int) -> tuple[int, int]:
@@ -263,7 +280,8 @@ _PLACE = {"gpu": "all on GPU", "model_offload": "model CPU offload", "sequential
 
 
 def _kind(part: Part) -> str:
-    return {"gguf": "GGUF", "fp8-scaled": "scaled fp8"}.get(part.stored, part.stored)
+    return {"gguf": "GGUF", "fp8-scaled": "scaled fp8", "fp8-kept": "fp8 (kept fp8, upcast per layer)"}.get(
+        part.stored, part.stored)
 
 
 def _gb(n: float) -> str:

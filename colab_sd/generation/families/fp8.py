@@ -32,7 +32,7 @@ _ALTERNATIVE = "use a bf16, plain fp8 or GGUF (Q8_0 / Q5_K_M) file of the same m
 BUNDLE_DENOISER = "model.diffusion_model."
 
 
-def _denoiser_keys(keys) -> list[str]:
+def denoiser_keys(keys) -> list[str]:
     """The keys that belong to the denoiser: all of them, or in a ComfyUI bundle (denoiser under
     `model.diffusion_model.` beside `text_encoders.` and `vae.`) only those, so that a bundle's scaled text encoder
     does not make its denoiser "scaled" (families.bundle takes such encoders from the library)."""
@@ -106,7 +106,7 @@ def scheme(path) -> Optional[str]:
     if path.is_dir() or path.suffix.lower() not in (".safetensors", ".sft"):
         return None
     head, start = _header(path)
-    keys = _denoiser_keys(head)
+    keys = denoiser_keys(head)
     formats = _layer_formats(path, head, start, set(keys))
     scaled = any(_is_marker(k) for k in keys) or any(_layer(k) is not None for k in keys)
     if not scaled and not formats:
@@ -181,7 +181,7 @@ def rescaled(path, dtype) -> dict:
     fp8 = {torch.float8_e4m3fn, torch.float8_e5m2}
     out = {}
     with safe_open(str(path), framework="pt", device="cpu") as fh:
-        keys = _denoiser_keys(fh.keys())
+        keys = denoiser_keys(fh.keys())
         scales = {layer: key for key in keys if (layer := _layer(key)) is not None}
         for key in keys:
             if _is_marker(key) or key.endswith(_DROP) or _layer(key) is not None:

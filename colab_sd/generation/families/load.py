@@ -107,9 +107,10 @@ def _fetch_tokenizer(cls: str, dest: Path, fam) -> None:
                               f"its tokenizer")
 
 
-def load_transformer(path: Path, fam, dtype, config: Path):
+def load_transformer(path: Path, fam, dtype, config: Path, storage: str = ""):
     """The denoiser from one file: GGUF (packed, `GGUFQuantizationConfig(compute_dtype=dtype)`), ComfyUI scaled fp8
-    (each weight × its scale in `dtype` first, `fp8.rescaled`: diffusers would drop the scales) or safetensors."""
+    (each weight × its scale in `dtype` first, `fp8.rescaled`: diffusers would drop the scales), a plain fp8 file
+    kept fp8 when the plan says `storage="fp8"` (`fp8_vram.load`, upcast per layer) or safetensors."""
     import diffusers
 
     from ..loader import dtype_kwarg
@@ -123,6 +124,10 @@ def load_transformer(path: Path, fam, dtype, config: Path):
         # a plain state dict in `dtype`: the model takes these tensors as they are (no second copy), and the
         # family's converter still maps original keys as it does for a file
         return cls.from_single_file(fp8.rescaled(path, dtype), **kw)
+    elif storage == "fp8":
+        from . import fp8_vram
+
+        return fp8_vram.load(cls, path, config, dtype)
     return cls.from_single_file(str(path), **kw)
 
 
@@ -178,7 +183,7 @@ def load_pipeline(ref, fam, dtype, config: Path, root: Path, emit: Callable, *, 
         inside = _inside(ref.path, fam, quant, emit, job)
         files = gather(fam, root, config, emit, job, fetch=fetch, tokens=tokens, skip=inside)
         with quiet_loading():
-            parts = {"transformer": load_transformer(ref.path, fam, dtype, config)}
+            parts = {"transformer": load_transformer(ref.path, fam, dtype, config, getattr(plan, "storage", ""))}
         vae_dtype = torch.float32 if fam.vae_fp32 and dtype == torch.float16 else dtype
         for comp in fam.components:
             if comp.role not in inside:
