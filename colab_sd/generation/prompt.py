@@ -76,12 +76,17 @@ def extract_loras(prompt: str) -> tuple[str, list[LoraSpec]]:
 
 
 def merge_loras(*groups) -> list[LoraSpec]:
-    """One spec per LoRA name; a later mention overrides an earlier weight (prompt tags win over the request)."""
+    """One spec per LoRA name; a later mention overrides an earlier weight (prompt tags win over the request).
+
+    Ordered as the recorded prompt lists them — the last group's (the prompt's tags) first, then the others' in
+    their order, which the infotext appends as tags — so that `Lora hashes` follows the tags, as A1111 writes it,
+    and an image read back (all tags then) applies and records them in the same order."""
     merged: dict[str, LoraSpec] = {}
     for group in groups:
         for spec in group:
             merged[spec.name] = spec
-    return list(merged.values())
+    first = [spec.name for spec in groups[-1]] if groups else []
+    return [merged[name] for name in dict.fromkeys(first + list(merged))]
 
 
 def words(text: str) -> set[str]:
