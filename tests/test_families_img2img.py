@@ -35,6 +35,13 @@ MODELS = {"flux": "tiny-flux-dev-diffusers", "zimage": "tiny-zimage", "sd3": "ti
 def families(tmp_path_factory):
     root = tmp_path_factory.mktemp("families")
     built = tiny_families.build_library(root)
+    from safetensors.torch import save_file
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(0)  # a real upscaler architecture (ESRGAN 2×) with random weights, read by spandrel
+    state = ESRGAN(num_filters=8, num_blocks=1, scale=2).state_dict()
+    (root / "upscaler").mkdir(exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(root / "upscaler" / "2x-tiny.safetensors"))
     yield root, built
     CACHE.release()
 
@@ -182,7 +189,7 @@ def test_cli_img2img_and_hires_with_flux(families, tmp_path, capsys):
     assert "Hires upscale: 2, Hires upscaler: Latent" in text and "Denoising strength: 0.7" in text
 
 
-UPSCALERS = {"flux": "Lanczos", "zimage": "Latent", "sd3": "Latent (bicubic)", "chroma": "Nearest"}
+UPSCALERS = {"flux": "2x-tiny", "zimage": "Latent", "sd3": "Latent (bicubic)", "chroma": "Nearest"}
 
 
 @pytest.mark.parametrize("key", list(MODELS))
