@@ -324,4 +324,20 @@ def test_plain_fp8_kept_fp8_generates_through_the_users_path(zimage, monkeypatch
     stored = sum(p.numel() for p in transformer.parameters() if p.dtype == torch.float8_e4m3fn)
     assert stored >= 0.15 * sum(p.numel() for p in transformer.parameters())
     assert kept.std() > 1.0 and np.abs(kept - upcast).mean() < 1.0  # measured: 0.24 (max 2 of 255)
+
+    # a LoRA (PEFT layout) on the fp8-kept transformer: applied over the per-layer upcast, and the weights stay fp8
+    g = torch.Generator().manual_seed(3)
+    lora = {}
+    for name in ("layers.0.attention.to_q", "layers.0.attention.to_v", "layers.1.feed_forward.w1"):
+        module = transformer.get_submodule(name)
+        lora[f"transformer.{name}.lora_A.weight"] = torch.randn(4, module.in_features, generator=g) * 0.5
+        lora[f"transformer.{name}.lora_B.weight"] = torch.randn(module.out_features, 4, generator=g) * 0.5
+    (root / "lora").mkdir(exist_ok=True)
+    save_file(lora, str(root / "lora" / "zimage-fp8-kept-test.safetensors"))
+    styled = colab_sd.generate(model="tiny-zimage-fp8", **dict(SMALL, prompt=SMALL["prompt"] +
+                                                               " <lora:zimage-fp8-kept-test:1>"))
+    to_q = CACHE.entry.pipe.transformer.layers[0].attention.to_q
+    assert to_q.base_layer.weight.dtype == torch.float8_e4m3fn \
+        and {a.weight.dtype for a in to_q.lora_A.values()} == {torch.float32}
+    assert np.abs(np.asarray(styled.images[0], dtype=np.float32) - kept).mean() > 2.0
     CACHE.release()

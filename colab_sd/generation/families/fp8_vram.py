@@ -7,7 +7,8 @@ and given the file's tensors as they are (`load_state_dict(assign=True)`: fp8 we
 in RAM), through the family's own single-file converter when the keys are not diffusers'; the layers diffusers
 hooks keep fp8 and are upcast per forward, and the ones it leaves alone (`_skip_layerwise_casting_patterns`: norms,
 embedders, pads) get the compute dtype. Peak RAM: the file's size. The memory plan chooses this (`Plan.storage ==
-"fp8"`) only on CUDA, for a plain fp8 file, when the 16-bit transformer does not fit.
+"fp8"`) only on CUDA, for a plain fp8 file, when the 16-bit transformer does not fit. LoRAs loaded onto it keep
+their own weights in the compute dtype (`_adapters_follow`).
 """
 from __future__ import annotations
 
@@ -57,4 +58,29 @@ def load(cls, path, config: Path, compute_dtype):
         for name, param in module.named_parameters(recurse=False):
             if param.dtype in fp8:
                 setattr(module, name, torch.nn.Parameter(param.to(compute_dtype), requires_grad=False))
+    _adapters_follow(model, compute_dtype)
     return model.eval()
+
+
+def _adapters_follow(model, compute_dtype) -> None:
+    """LoRAs loaded later compute in `compute_dtype`: peft creates an adapter in its base layer's dtype (fp8 here)
+    and casts the input to it, which no fp8 matmul accepts (diffusers 0.42 re-applies neither the casting nor its
+    own `_disable_peft_input_autocast` to adapters added after `enable_layerwise_casting`). So this model's
+    `load_lora_adapter` (what every `load_lora_weights` calls) is followed by moving the adapters to the compute
+    dtype and turning peft's input cast off; the base weights stay fp8."""
+    import torch
+
+    load_adapter = model.load_lora_adapter
+
+    def load_lora_adapter(*args, **kwargs):
+        out = load_adapter(*args, **kwargs)
+        for module in model.modules():
+            for name in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"):
+                part = getattr(module, name, None)
+                if isinstance(part, (torch.nn.ModuleDict, torch.nn.ParameterDict)):
+                    part.to(compute_dtype)
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = False
+        return out
+
+    model.load_lora_adapter = load_lora_adapter
