@@ -159,8 +159,10 @@ def test_models_cli_shows_family_and_variant_without_a_sidecar(tmp_path, capsys)
     sf.write_safetensors(root / "text_encoder" / "t5xxl_fp16.safetensors",
                          {"shared.weight": ("F16", [32128, 4096]),
                           "encoder.block.0.layer.0.SelfAttention.q.weight": ("F16", [4096, 4096])})
+    sf.make_lora(root / "lora" / "flux-style.safetensors", "flux")
     assert cli.main(["models", "--dir", str(root), "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["flux-style.safetensors"]["family_label"] == "Flux"  # a LoRA is for the family, not "Flux dev"
     assert (rows["flux1-krea-dev.safetensors"]["family"], rows["flux1-krea-dev.safetensors"]["variant"]) == ("flux", "krea")
     assert rows["schnell-finetune.safetensors"]["family_label"] == "Flux schnell"
     assert rows["z-image-base-Q8_0.gguf"]["family_label"] == "Z-Image Base"

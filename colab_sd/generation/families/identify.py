@@ -28,8 +28,10 @@ def identify(path, meta: Optional[dict] = None) -> dict:
         variant, _why = decide_variant(fam, found.variant, path.name, meta or {}, found.metadata)
     if found.kind == "text_encoder":
         label = {"t5-xxl": "T5-XXL", "clip-l": "CLIP-L", "clip-g": "CLIP-G", "qwen3": "Qwen3"}.get(variant)
-    elif fam is not None:
+    elif fam is not None and found.kind == "checkpoint":
         label = fam.for_variant(variant).name
+    elif fam is not None:  # a LoRA or VAE is for the family, not for one variant ("Flux.1", not "Flux dev")
+        label = fam.label
     else:
         from ...probe import FAMILY_NAMES
 
