@@ -229,10 +229,12 @@ def check_hires_fix(model, key, upscaler):
     events = []
     result = colab_sd.generate(model=model, prompt=PROMPT, steps=2, width=64, height=64, seed=21, batch_size=2,
                                hires_scale=2, hires_upscaler=upscaler, hires_steps=3, hires_denoise=0.5,
-                               on_event=events.append)
+                               preview_every=1, on_event=events.append)
     assert [img.size for img in result.images] == [(128, 128), (128, 128)]
     assert result.seeds == [21, 22]
     assert totals(events) == [2, 3]  # first pass 2 steps, hires pass exactly its 3
+    previews = [e.preview for e in events if isinstance(e, StepProgress)]
+    assert len(previews) == 5 and all(p is not None and p.mode == "RGB" for p in previews)  # both passes
     params = parse_parameters(result.parameters[0])
     assert params["Size"] == "64x64" and params["Hires upscale"] == "2" and params["Hires upscaler"] == upscaler
     assert params["Denoising strength"] == "0.5" and params["Hires steps"] == "3"

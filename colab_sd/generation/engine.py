@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -88,6 +87,8 @@ class _Steps:
         self.preview_every, self.cancel, self.switch = preview_every, cancel, switch
         self.started = time.monotonic()
         self.cancelled = False
+        self.previewer = None  # (pipe, latents, (width, height)) → PIL, for the transformer families
+        self.size = (0, 0)  # the running pass's size (the hires pass sets its own)
 
     def __call__(self, pipe, step: int, timestep, tensors: dict) -> dict:
         done = step + 1
@@ -99,7 +100,8 @@ class _Steps:
             from .preview import latents_to_image
 
             try:
-                preview = latents_to_image(tensors["latents"], self.family)
+                preview = (self.previewer(pipe, tensors["latents"], self.size) if self.previewer is not None
+                           else latents_to_image(tensors["latents"], self.family))
             except Exception:  # a preview is a nicety; never let it stop the image
                 log.debug("preview failed", exc_info=True)
         self.emit(StepProgress(step=done, total=total, rate=round(rate, 3), eta=round((total - done) / rate, 2),
@@ -110,26 +112,6 @@ class _Steps:
         if self.switch is not None:
             tensors = self.switch(pipe, step, tensors)
         return tensors
-
-
-def _load_init_image(value, width: Optional[int], height: Optional[int]):
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(value, (str, os.PathLike)):
-        try:
-            with Image.open(value) as img:
-                image = img.convert("RGB")
-        except (OSError, UnidentifiedImageError):
-            raise InputError(f"init image {value} is not an image PIL can read (PNG, JPEG, WebP…)") from None
-    elif hasattr(value, "convert"):
-        image = value.convert("RGB")
-    else:
-        raise InputError(f"init image must be a file path or a PIL image, not {type(value).__name__}")
-    w = width or max(64, image.width // 8 * 8)
-    h = height or max(64, image.height // 8 * 8)
-    if image.size != (w, h):
-        image = image.resize((w, h), Image.LANCZOS)
-    return image
 
 
 def generate(request: Optional[GenerationRequest] = None, **fields) -> GenerationResult:
@@ -299,6 +281,10 @@ def _run_batch(job: _Job, pipe, fixed: dict, batch: int, base_params: dict, devi
     if switch is not None:
         switch.current = (0, 0)
     steps = _Steps(job.emit, ref.name, batch, ref.family, req.preview_every, req.cancel, switch)
+    if job.second.transformer:
+        from .families.second import preview
+
+        steps.previewer, steps.size = preview, (req.width, req.height)
     call.update(generator=generators, callback_on_step_end=steps,
                 callback_on_step_end_tensor_inputs=["latents"] + (switch.tensor_inputs if switch else []))
     out_of_memory = False

@@ -163,6 +163,7 @@ def _run_hires(job, entry, pipe, call: dict):
                                     req.replace(steps=total, width=w, height=h), cfg)
     second.update(image=image, strength=strength, generator=passes._fresh(seeds), callback_on_step_end=steps_cb,
                   callback_on_step_end_tensor_inputs=["latents"])
+    steps_cb.size = (w, h)  # previews of the hires pass unpack at its size
     vae = hires_pipe.vae
     tiling = _hires.vae_needs_tiling(w, h, vae.dtype, entry.device) and not getattr(vae, "use_tiling", True)
     if tiling:
@@ -174,6 +175,31 @@ def _run_hires(job, entry, pipe, call: dict):
     finally:
         if tiling:
             vae.disable_tiling()
+
+
+def preview(pipe, latents, size):
+    """A small picture of the latents mid-run, decoded by the pipeline's own VAE (no latent→RGB table is kept for
+    these 16-channel latent spaces): the first image, unpacked at `size` (width, height) when packed, shrunk to at
+    most 32 latent px a side first, so a decode costs a 256 px image's. None while the VAE is offloaded (a decode
+    would move the transformer off the GPU and back) or for a latent layout it cannot decode (Flux.2's)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    vae = pipe.vae
+    if getattr(vae, "_hf_hook", None) is not None or not hasattr(vae.config, "scaling_factor"):
+        return None
+    x = _first_latents(pipe, latents[:1], *size)
+    h, w = x.shape[-2:]
+    shrink = max(h, w) / 32
+    if shrink > 1:
+        x = F.interpolate(x.float(), size=(max(1, round(h / shrink)), max(1, round(w / shrink))), mode="bilinear")
+    x = x.to(vae.dtype) / vae.config.scaling_factor + (getattr(vae.config, "shift_factor", None) or 0.0)
+    with torch.inference_mode():
+        image = vae.decode(x, return_dict=False)[0][0]
+    rgb = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
 
 
 def hires_parameters(job) -> dict:
