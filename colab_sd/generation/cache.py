@@ -109,17 +109,17 @@ class Entry:
 
     # ------------------------------------------------------------------------------------------ placement
 
-    def place(self, low_vram: bool, vae_tiling: bool) -> None:
-        """Whole model on the device, or model CPU offload (CUDA only); VAE tiling on or off."""
-        want_offload = bool(low_vram) and self.device.startswith("cuda")
-        if want_offload != self.offloaded or not getattr(self, "_placed", False):
+    def place(self, low_vram: bool, vae_tiling: bool, sequential: bool = False) -> None:
+        """Whole model on the device, model CPU offload (`low_vram`), or sequential CPU offload (`sequential`: layer by
+        layer, what a memory plan chooses when even the largest part does not fit the GPU), CUDA only; VAE tiling
+        on or off. `self.offloaded` is False, "model" or "sequential"."""
+        cuda = self.device.startswith("cuda")
+        want = ("sequential" if sequential else "model" if low_vram else False) if cuda else False
+        if want != self.offloaded or not getattr(self, "_placed", False):
             if self.offloaded:
                 self.pipe.remove_all_hooks()
-            if want_offload:
-                self.pipe.enable_model_cpu_offload(device=self.device)
-            else:
-                self.pipe.to(self.device)
-            self.offloaded = want_offload
+            self._offload(want)
+            self.offloaded = want
             self._placed = True
             self._img2img = None
         if low_vram or vae_tiling:
@@ -148,10 +148,18 @@ class Entry:
             self.pipe.vae.to("cpu")  # the override being replaced: off the GPU before it is dropped
         self.pipe.register_modules(vae=vae)
         if offloaded:
-            self.pipe.enable_model_cpu_offload(device=self.device)
+            self._offload(offloaded)
         else:
             vae.to(self.device)
         self._img2img = None
+
+    def _offload(self, mode) -> None:
+        if mode == "sequential":
+            self.pipe.enable_sequential_cpu_offload(device=self.device)
+        elif mode == "model":
+            self.pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            self.pipe.to(self.device)
 
     def apply_loras(self, loras: list[tuple[Addon, float]], emit: Callable) -> None:
         wanted: dict[str, float] = {}
@@ -298,7 +306,7 @@ class PipelineCache:
             pred = f", {ref.reasons[-1]}" if ref.prediction != "epsilon" and ref.reasons else ""
             emit(Info(f"loading {ref.name} ({FAMILY_LABEL[ref.family]}, {how}{pred}) on {device}", job=ref.name))
             started = time.monotonic()
-            pipe, source = load_pipeline(ref, dtype, config, emit)
+            pipe, source = load_pipeline(ref, dtype, config, emit, device)
             self.loads += 1
             self.entry = Entry(ref, device, dtype, pipe, source, config)
             emit(Info(f"loaded {ref.name} in {time.monotonic() - started:.1f}s", job=ref.name))

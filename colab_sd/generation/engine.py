@@ -207,7 +207,7 @@ def _load(job: _Job, device: str, dtype):
         low_vram = low_vram or plan.placement in ("model_offload", "sequential_offload")
     try:
         entry, loaded = CACHE.get(ref, device, dtype, req.config, job.emit)
-        entry.place(low_vram, req.vae_tiling)
+        entry.place(low_vram, req.vae_tiling, sequential=plan is not None and plan.placement == "sequential_offload")
     except Exception as err:
         if not is_oom(err):
             raise

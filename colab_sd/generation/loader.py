@@ -126,9 +126,10 @@ def _variant(folder: Path) -> Optional[str]:
     return None
 
 
-def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None, emit=None):
+def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None, emit=None, device: Optional[str] = None):
     """(pipeline, config source folder) for a resolved model; nothing is fetched for local files (a transformer
-    family's missing text encoders / VAE are, announced through `emit`: see families.load)."""
+    family's missing text encoders / VAE are, announced through `emit`: see families.load). `device`: where the
+    model will run; a transformer whose memory plan keeps it all on that GPU is loaded straight onto it."""
     from .families import lookup
 
     fam = lookup(ref.family, ref.variant)
@@ -139,7 +140,7 @@ def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None, emit=None)
         # a diffusers folder (local or a Hub snapshot) carries its own configs and tokenizers
         folder = Path(ref.path) if ref.format == "diffusers" else config_folder(fam, config)
         pipe = load_family(ref, fam, dtype, folder, models_root(ref.models_dir), emit or (lambda event: None),
-                           plan=ref.plan)
+                           plan=ref.plan, device=load_device(ref.plan, device))
         return pipe, folder
     cls, _ = pipeline_classes(ref.family)
     if ref.variant == "inpaint":  # a 9-channel UNet: the family's inpaint pipeline (generation/inpaint.py)
@@ -169,6 +170,14 @@ def load_pipeline(ref: ModelRef, dtype, config: Optional[str] = None, emit=None)
     _set_prediction(pipe, ref)
     pipe.set_progress_bar_config(disable=True)
     return pipe, Path(source) if os.path.isdir(source) else None
+
+
+def load_device(plan, device: Optional[str]) -> Optional[str]:
+    """Where a transformer family's denoiser is loaded: straight onto the GPU when its memory plan keeps everything
+    there (no 16-bit copy in RAM on the way: the plan counts ~0.5 GB of RAM for such a load), else the CPU (None),
+    from where model / sequential offload or `.to()` places it."""
+    on_gpu = plan is not None and plan.placement == "gpu" and str(device or "").startswith("cuda")
+    return device if on_gpu else None
 
 
 _SHAPE = re.compile(r"(\S+) expected shape (torch\.Size\(\[[\d, ]*\]\)), but got (torch\.Size\(\[[\d, ]*\]\))")

@@ -107,10 +107,13 @@ def _fetch_tokenizer(cls: str, dest: Path, fam) -> None:
                               f"its tokenizer")
 
 
-def load_transformer(path: Path, fam, dtype, config: Path, storage: str = ""):
+def load_transformer(path: Path, fam, dtype, config: Path, storage: str = "", device: Optional[str] = None):
     """The denoiser from one file: GGUF (packed, `GGUFQuantizationConfig(compute_dtype=dtype)`), ComfyUI scaled fp8
     (each weight × its scale in `dtype` first, `fp8.rescaled`: diffusers would drop the scales), a plain fp8 file
-    kept fp8 when the plan says `storage="fp8"` (`fp8_vram.load`, upcast per layer) or safetensors."""
+    kept fp8 when the plan says `storage="fp8"` (`fp8_vram.load`, upcast per layer) or safetensors.
+
+    `device` ("cuda:0"; None = the CPU) is where each tensor goes as soon as it is cast: a plan that keeps the
+    model on the GPU then never holds a 16-bit copy of it in RAM (diffusers' `from_single_file(device=…)`)."""
     import diffusers
 
     from ..loader import dtype_kwarg
@@ -118,6 +121,8 @@ def load_transformer(path: Path, fam, dtype, config: Path, storage: str = ""):
 
     cls = getattr(diffusers, fam.transformer)
     kw = {"config": str(config), "subfolder": "transformer", "local_files_only": True, dtype_kwarg(): dtype}
+    if device:
+        kw["device"] = device
     if path.suffix.lower() == ".gguf":
         kw["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
     elif fp8.scheme(path):
@@ -163,8 +168,9 @@ def gather(fam, root: Path, config: Path, emit: Callable, job: str, *, fetch: bo
 
 
 def load_pipeline(ref, fam, dtype, config: Path, root: Path, emit: Callable, *, plan=None, tokens=None,
-                  fetch: bool = True):
-    """The family's text-to-image pipeline for a resolved model (see the module docstring)."""
+                  fetch: bool = True, device: Optional[str] = None):
+    """The family's text-to-image pipeline for a resolved model (see the module docstring); `device`: a GPU the
+    transformer is loaded straight onto (the plan keeps it there), None to load it on the CPU."""
     import diffusers
     import torch
 
@@ -183,7 +189,8 @@ def load_pipeline(ref, fam, dtype, config: Path, root: Path, emit: Callable, *, 
         inside = _inside(ref.path, fam, quant, emit, job)
         files = gather(fam, root, config, emit, job, fetch=fetch, tokens=tokens, skip=inside)
         with quiet_loading():
-            parts = {"transformer": load_transformer(ref.path, fam, dtype, config, getattr(plan, "storage", ""))}
+            parts = {"transformer": load_transformer(ref.path, fam, dtype, config, getattr(plan, "storage", ""),
+                                                     device)}
         vae_dtype = torch.float32 if fam.vae_fp32 and dtype == torch.float16 else dtype
         for comp in fam.components:
             if comp.role not in inside:
