@@ -110,7 +110,8 @@ class GalleryItem:
                                  f"font-size:12px;margin:0'>"
                                  f"{_escape(parameters)}</pre>{saved_line}")
         self.widget = widgets.HBox([self.image, widgets.Box([self.text], layout=widgets.Layout(width="60%"))],
-                                   layout=widgets.Layout(margin="0 0 8px 0"))
+                                   # flex-start: a small image keeps its shape instead of stretching to the text's height
+                                   layout=widgets.Layout(margin="0 0 8px 0", align_items="flex-start"))
 
 
 def _escape(text: str) -> str:
