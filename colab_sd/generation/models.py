@@ -120,6 +120,20 @@ def _from_hub(model, path: Path) -> bool:
     return (read_sidecar(path).get("huggingface") or {}).get("repo") == str(model).strip() if path.is_dir() else False
 
 
+def _check_gguf(path: Path) -> None:
+    """InputError when the `gguf` package cannot map the file's tensors: a download cut short leaves tensor offsets
+    past the end, which the probe (header only) cannot see and diffusers reports as an OSError traceback."""
+    try:
+        import gguf
+
+        gguf.GGUFReader(str(path))
+    except ImportError:
+        return  # diffusers' GGUF loading needs the package anyway and says so
+    except Exception as err:
+        why = " ".join(str(err).split())[:120] or type(err).__name__
+        raise InputError(f"{path.name} is damaged or cut short ({why}): download it again") from None
+
+
 def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, hf_token: Optional[str] = None) -> ModelRef:
     """Locate and identify a model; refuse families and variants colab_sd cannot generate with yet."""
     path = locate(model, models_dir, hf_token=hf_token)
@@ -132,6 +146,15 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
         named = re.search(r"(?:import|calls) (.+?)(?:, which| when|;|$)", unsafe[0])
         raise InputError(f"{label} would run code when loaded (it imports {named.group(1) if named else 'code'}): "
                          f"colab_sd does not load it; get a .safetensors version of this model")
+    damaged = [str(r) for r in found.reasons if " is truncated" in str(r) or "corrupt" in str(r)]
+    if found.kind is None and damaged:  # the probe's own line says what is wrong and what to do
+        raise InputError(damaged[0])
+    if found.format in ("safetensors", "gguf") and path.is_file() and path.suffix.lower() != f".{found.format}":
+        # diffusers picks its reader by the extension: a renamed safetensors file would go to torch.load
+        raise InputError(f"{label} is a {found.format} file with a {path.suffix or 'missing'} extension: rename "
+                         f"it to {path.stem}.{found.format}")
+    if found.format == "gguf" and path.is_file():
+        _check_gguf(path)
     if found.kind not in ("checkpoint", None) or (found.kind is None and found.family is None):
         what = found.summary
         raise InputError(f"{label} is not a checkpoint (it looks like {what}): choose a model from checkpoint/")

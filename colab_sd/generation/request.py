@@ -201,8 +201,10 @@ def checked_float(label: str, value, low: float, high: float) -> float:
 def _side(label: str, value) -> int:
     number = checked_int(label, value, 1, MAX_SIDE)
     if number % 8:
-        lower, upper = number // 8 * 8, number // 8 * 8 + 8
-        raise InputError(f"{label} {number} is not a multiple of 8: use {max(lower, 64)} or {upper}")
+        # only sizes that pass both checks are offered (for 50: 64, not 56, which is below 64 too)
+        lower, upper = max(number // 8 * 8, 64), max(number // 8 * 8 + 8, 64)
+        hint = f"{lower} or {upper}" if lower != upper else f"{lower}"
+        raise InputError(f"{label} {number} is not a multiple of 8: use {hint}")
     if number < 64:
         raise InputError(f"{label} must be at least 64, not {number}")
     return number

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from typing import Optional
 
 from ...errors import InputError
+from ...sampler_table import DEFAULT_SAMPLER, DEFAULT_SCHEDULE
 from . import get, lookup
 
 log = logging.getLogger("colab_sd.generation")
+
+# A1111 prompt syntax that means something only to the SD prompt parser: (word:1.2), ((word)), BREAK,
+# [from:to:when], [a|b]; a transformer family's pipeline gets the prompt string as it is
+_A1111_SYNTAX = re.compile(r"\([^()]*:\s*-?[\d.]+\s*\)|\(\(|\bBREAK\b|\[[^\[\]]*[:|][^\[\]]*\]")
 
 # what a request gets when it leaves steps / CFG unset and the model's family is unknown
 FALLBACK_STEPS, FALLBACK_CFG = 25, 7.0
@@ -123,6 +129,8 @@ def infotext(fam, cfg: float) -> dict:
     if not fam.is_transformer:
         return {}
     fields = {"Sampler": "Euler", "Schedule type": "Simple"}
+    if not fam.clip_skip:  # ignored (said in notes), so not recorded as if it had been applied
+        fields["Clip skip"] = None
     if fam.guidance == "distilled":
         fields.update({"CFG scale": 1, "Distilled CFG Scale": cfg})
     if fam.shift is not None:
@@ -139,6 +147,12 @@ def notes(fam, req, negative: str) -> list[str]:
         out.append(f"clip skip does not apply to {fam.name}: ignored")
     if fam.guidance == "none" and req.cfg not in (0, 0.0, 1, 1.0, fam.cfg):
         out.append(f"{fam.name} ignores the guidance scale ({req.cfg:g})")
+    if fam.sampler != "sd" and (req.sampler, req.schedule) != (DEFAULT_SAMPLER, DEFAULT_SCHEDULE):
+        out.append(f"{fam.name} samples with its own flow-matching Euler: sampler {req.sampler} / schedule "
+                   f"{req.schedule} ignored")
+    if fam.is_transformer and _A1111_SYNTAX.search(req.prompt or ""):
+        out.append(f"{fam.name} reads the prompt as plain text: A1111 weights, BREAK and [from:to:when] / [a|b] "
+                   f"are not applied (they reach its text encoder as written)")
     from .second import notes as second_notes
 
     return out + second_notes(fam, req)
