@@ -130,3 +130,28 @@ def test_chroma_hires_fix_with_the_default_latent_upscaler(library):
     result = colab_sd.generate(model="tiny-chroma.safetensors", hires_scale=2, hires_steps=2, **SMALL)
     assert result.images[0].size == (128, 128)
 
+
+
+def test_variant_choice_and_a_contradicting_sidecar_are_said(library):
+    """README: 'the choice and why are in the load messages' — the why never reached an event; a sidecar naming
+    another family (Flux.1 D beside a Z-Image file) was ignored without a word; the default's reason listed
+    'Z-Image Turbo / Z-Image Base / Z-Image Turbo'."""
+    import json
+
+    model = library / "checkpoint" / "zi-side.safetensors"
+    shutil.copy(library / "checkpoint" / "tiny-zimage.safetensors", model)
+    sidecar = library / "checkpoint" / "zi-side.safetensors.json"
+    try:
+        sidecar.write_text(json.dumps({"base_model": "ZImageBase"}))
+        _, messages = infos(model="zi-side.safetensors")
+        assert any(m.startswith("loading zi-side") and "Z-Image Base: CivitAI baseModel 'ZImageBase' in the sidecar"
+                   in m for m in messages), messages
+        sidecar.write_text(json.dumps({"base_model": "Flux.1 D"}))
+        CACHE.release()
+        _, messages = infos(model="zi-side.safetensors")
+        [line] = [m for m in messages if m.startswith("loading zi-side")]
+        assert "shapes cannot tell Z-Image Turbo / Z-Image Base apart" in line, line
+        assert "its sidecar says baseModel 'Flux.1 D', but the file's weights are Z-Image Turbo" in line, line
+    finally:
+        model.unlink()
+        sidecar.unlink(missing_ok=True)

@@ -304,6 +304,7 @@ class PipelineCache:
                 self.release()
             how = "single file" if ref.format == "single_file" else "diffusers folder"
             pred = f", {ref.reasons[-1]}" if ref.prediction != "epsilon" and ref.reasons else ""
+            pred += f"; {ref.choice}" if getattr(ref, "choice", "") else ""  # a family's variant and why
             emit(Info(f"loading {ref.name} ({FAMILY_LABEL[ref.family]}, {how}{pred}) on {device}", job=ref.name))
             started = time.monotonic()
             pipe, source = load_pipeline(ref, dtype, config, emit, device)

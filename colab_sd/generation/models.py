@@ -47,6 +47,7 @@ class ModelRef:
     variant: Optional[str] = None  # the family's variant (Flux "schnell", Z-Image "base"…), see families.variants
     models_dir: Optional[str] = None  # the library it was resolved in (components are looked up there)
     plan: object = field(default=None, compare=False)  # the memory plan (transformer families), set before loading
+    choice: str = field(default="", compare=False)  # how the variant was decided (shown when loading)
 
     @property
     def native_size(self) -> int:
@@ -197,7 +198,20 @@ def _transformer_ref(model, path: Path, found, label: str) -> ModelRef:
     name = str(model).strip() if "huggingface" in path.parts or "snapshots" in path.parts or _from_hub(model, path) \
         else _stem(path)
     return ModelRef(name=name, path=path, format="diffusers" if path.is_dir() else "single_file", family=found.family,
-                    reasons=tuple(found.reasons) + rescale + ((why,) if why else ()), meta=meta, variant=variant)
+                    reasons=tuple(found.reasons) + rescale + ((why,) if why else ()), meta=meta, variant=variant,
+                    choice="; ".join(filter(None, (why, _sidecar_conflict(meta, found.family, fam.name)))))
+
+
+def _sidecar_conflict(meta: dict, family: str, name: str) -> str:
+    """A note when the sidecar's CivitAI baseModel names another family than the file's header (a mislabelled
+    upload, or a sidecar copied beside the wrong file): the header decides, and the user is told."""
+    from ..civitai.resources import family_of
+
+    base = str(meta.get("base_model") or meta.get("baseModel") or "").strip()
+    said = family_of(base)
+    if not base or said in (None, family) or (said == "flux2" and family == "flux2"):
+        return ""
+    return f"its sidecar says baseModel {base!r}, but the file's weights are {name}: read as {name}"
 
 
 def _stem(path: Path) -> str:

@@ -49,8 +49,9 @@ def decide(family, shape_variant: Optional[str], file_name: str = "", sidecar: O
     hit = _match(rules, stem)
     if hit:
         return hit, f"{family.for_variant(hit).name}: the file name says so ({file_name})"
+    names = dict.fromkeys(family.for_variant(v).name for v in [base] + [r[0] for r in rules])  # once each
     return base, (f"{family.for_variant(base).name}: the default (shapes cannot tell "
-                  f"{' / '.join(family.for_variant(v).name for v in [base] + [r[0] for r in rules])} apart; "
+                  f"{' / '.join(names)} apart; "
                   f"name the file or set baseModel in its sidecar to choose)")
 
 
