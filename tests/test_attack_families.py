@@ -155,3 +155,22 @@ def test_variant_choice_and_a_contradicting_sidecar_are_said(library):
     finally:
         model.unlink()
         sidecar.unlink(missing_ok=True)
+
+
+def test_a_flux_image_read_back_is_the_same_picture_without_ignored_notes(library, tmp_path, capsys):
+    """generate --from a Flux dev image (Forge's 'Sampler: Euler, Schedule type: Simple'): same pixels, and the
+    sampler note is not raised for the Euler the family itself runs."""
+    import numpy as np
+    from PIL import Image
+
+    from colab_sd.cli import main
+
+    made = colab_sd.generate(model="tiny-flux-dev.safetensors", **{**SMALL, "save": True, "cfg": 2.5})
+    capsys.readouterr()
+    assert main(["generate", "--from", str(made.paths[0]), "--out", str(tmp_path / "again")]) == 0
+    err = capsys.readouterr().err
+    assert "ignored" not in err, err
+    [again] = list((tmp_path / "again").rglob("*.png"))
+    with Image.open(again) as b, Image.open(made.paths[0]) as a:
+        assert b.text["parameters"] == a.text["parameters"]
+        assert np.array_equal(np.asarray(a), np.asarray(b))

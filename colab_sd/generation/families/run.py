@@ -147,7 +147,9 @@ def notes(fam, req, negative: str) -> list[str]:
         out.append(f"clip skip does not apply to {fam.name}: ignored")
     if fam.guidance == "none" and req.cfg not in (0, 0.0, 1, 1.0, fam.cfg):
         out.append(f"{fam.name} ignores the guidance scale ({req.cfg:g})")
-    if fam.sampler != "sd" and (req.sampler, req.schedule) != (DEFAULT_SAMPLER, DEFAULT_SCHEDULE):
+    # Euler / Simple is what these families run (and what their infotext says), so an image read back is quiet
+    if fam.sampler != "sd" and (req.sampler not in (DEFAULT_SAMPLER, "Euler")
+                                or req.schedule not in (DEFAULT_SCHEDULE, "Simple")):
         out.append(f"{fam.name} samples with its own flow-matching Euler: sampler {req.sampler} / schedule "
                    f"{req.schedule} ignored")
     if fam.is_transformer and _A1111_SYNTAX.search(req.prompt or ""):
