@@ -174,3 +174,67 @@ def test_a_flux_image_read_back_is_the_same_picture_without_ignored_notes(librar
     with Image.open(again) as b, Image.open(made.paths[0]) as a:
         assert b.text["parameters"] == a.text["parameters"]
         assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.fixture
+def online_lib(library, tmp_path, monkeypatch, hub):
+    """A library holding only a Z-Image transformer file, the fake Hub online: its encoder and VAE must be fetched."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    lib = tmp_path / "lib"
+    (lib / "checkpoint").mkdir(parents=True)
+    shutil.copyfile(library / "checkpoint" / "tiny-zimage.safetensors", lib / "checkpoint" / "z.safetensors")
+    monkeypatch.setenv("COLAB_SD_HOME", str(lib))
+    CACHE.release()
+    return lib
+
+
+def _component_files(library) -> dict:
+    return {"split_files/text_encoders/qwen_3_4b.safetensors": (library / "text_encoder" / "tiny-qwen3.safetensors")
+            .read_bytes(), "split_files/vae/ae.safetensors": (library / "vae" / "tiny-flux-vae.safetensors").read_bytes()}
+
+
+def _no_partial_under_final_names(lib) -> list:
+    return [p.name for p in lib.rglob("*") if p.is_file() and p.suffix == ".safetensors" and p.parent.name != "checkpoint"]
+
+
+def test_a_component_missing_on_the_hub_is_one_line(library, online_lib, hub):
+    """The public repo answers 404 for the encoder file (moved / renamed upstream)."""
+    files = _component_files(library)
+    del files["split_files/text_encoders/qwen_3_4b.safetensors"]
+    hub.add_repo("Comfy-Org/z_image_turbo", files)
+    with pytest.raises(ColabSDError) as err:
+        colab_sd.generate(model="z", **SMALL)
+    text = str(err.value)
+    assert "\n" not in text and "qwen_3_4b" in text and "text_encoder" in text, text
+    assert _no_partial_under_final_names(online_lib) in ([], ["ae.safetensors"])
+
+
+def test_a_corrupt_component_download_leaves_no_file_under_its_final_name(library, online_lib, hub):
+    """The CDN serves the encoder with one byte flipped: the sha256 check fails; nothing is kept as the model."""
+    repo = hub.add_repo("Comfy-Org/z_image_turbo", _component_files(library))
+    repo.corrupt.add("split_files/text_encoders/qwen_3_4b.safetensors")
+    with pytest.raises(ColabSDError) as err:
+        colab_sd.generate(model="z", **SMALL)
+    assert "\n" not in str(err.value), str(err.value)
+    assert not (online_lib / "text_encoder" / "qwen_3_4b.safetensors").exists()
+
+
+def test_a_hub_token_never_reaches_events_or_files(library, online_lib, hub, monkeypatch):
+    """The token set for the Hub (HF_TOKEN) is used for the component fetch and appears in no event, sidecar or
+    output PNG."""
+    import json
+
+    from fakes.hf_hub import TOKEN
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    hub.add_repo("Comfy-Org/z_image_turbo", _component_files(library), gated=True)
+    events = []
+    result = colab_sd.generate(model="z", on_event=events.append, **{**SMALL, "save": True})
+    seen = " ".join(json.dumps(getattr(e, "__dict__", {}), default=str) + repr(e) for e in events)
+    assert TOKEN not in seen
+    for path in list(online_lib.rglob("*")) + list(result.paths):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
