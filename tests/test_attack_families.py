@@ -238,3 +238,17 @@ def test_a_hub_token_never_reaches_events_or_files(library, online_lib, hub, mon
     for path in list(online_lib.rglob("*")) + list(result.paths):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_a_text_encoder_in_checkpoint_says_where_it_belongs(library):
+    """ComfyUI users drop t5xxl_fp16.safetensors into checkpoint/ (it shows in the Model dropdown); the message
+    said 'choose a model from checkpoint/' about a file that is in checkpoint/."""
+    stray = library / "checkpoint" / "t5xxl-stray.safetensors"
+    shutil.copy(library / "text_encoder" / "tiny-t5xxl.safetensors", stray)
+    try:
+        with pytest.raises(InputError, match=r"t5xxl-stray\.safetensors is not a checkpoint \(it looks like t5-xxl "
+                                             r"text encoder \(safetensors\)\): it belongs in text_encoder/ \(move it "
+                                             r"there\)"):
+            colab_sd.generate(model="t5xxl-stray.safetensors", **SMALL)
+    finally:
+        stray.unlink()

@@ -158,7 +158,8 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
         _check_gguf(path)
     if found.kind not in ("checkpoint", None) or (found.kind is None and found.family is None):
         what = found.summary
-        raise InputError(f"{label} is not a checkpoint (it looks like {what}): choose a model from checkpoint/")
+        where = f"it belongs in {found.kind}/ (move it there); " if found.kind and path.is_file() else ""
+        raise InputError(f"{label} is not a checkpoint (it looks like {what}): {where}choose a model from checkpoint/")
     family = found.family
     if family not in SUPPORTED:
         named = _probe.FAMILY_NAMES.get(family, family) if family else "an unknown model family"
