@@ -17,12 +17,13 @@ Rules, in order (the README's table is printed from them by `scripts/memory_plan
    sequential offload (layer by layer: tiny VRAM, same RAM). 8/4-bit need bitsandbytes and CUDA. Within each
    placement a plain fp8 transformer file is tried upcast to 16-bit first, then kept fp8 (`Plan.storage == "fp8"`:
    its file size plus 5% resident, upcast one layer per forward; families.fp8_vram loads it without a 16-bit copy).
-4. RAM: whatever is parked in RAM (offload) plus the load-time copy (diffusers copies a GGUF file into RAM;
-   safetensors are memory-mapped, so one tensor at a time when loading straight to the GPU) must stay under the
+4. RAM: whatever is parked in RAM (offload) plus the load-time copy (GGUF and safetensors files are memory-mapped
+   — a GGUF through `families.gguf_mmap`, not diffusers' reader, which copies the whole file into RAM — so one
+   tensor at a time when loading straight to the GPU) must stay under the
    available RAM less a safety margin (a scaled fp8 file is rescaled into the compute dtype in RAM before it
    loads, so its load copy is its resident size wherever it goes); VRAM: the resident parts plus activations.
-Source of the sizes and behaviours: the families reference §3–§4 (diffusers GGUF loader copies tensors; offload
-parks components in their stored dtype; T5 fp8 / fp16 sizes).
+Source of the sizes and behaviours: the families reference §3–§4 (offload parks components in their stored dtype;
+T5 fp8 / fp16 sizes) and benchmarks/bench_load_memory.py (peak anonymous memory of a 6.7 GB Flux Q4 GGUF load).
 """
 from __future__ import annotations
 
@@ -124,11 +125,9 @@ class Part:
         return int(self.params * GB * width)
 
     def load_copy(self, dtype: str, to_gpu: bool) -> int:
-        """RAM the load itself holds beyond the mapped file: diffusers copies GGUF tensors into RAM; a scaled fp8
-        file is rescaled into a whole state dict in `dtype` first (families.fp8); a safetensors file loaded straight
-        to the GPU passes one tensor at a time; one loaded to the CPU is the resident size."""
-        if self.stored == "gguf":
-            return self.file_bytes
+        """RAM the load itself holds beyond the mapped file: a scaled fp8 file is rescaled into a whole state dict
+        in `dtype` first (families.fp8); a safetensors or GGUF file (memory-mapped, families.gguf_mmap) loaded
+        straight to the GPU passes one tensor at a time; one loaded to the CPU is the resident size."""
         if self.stored == "fp8-scaled":
             return self.resident(dtype)
         if self.stored == "fp8-kept":  # the file's tensors are read into RAM as they are, then placed
@@ -238,7 +237,7 @@ def _needs(parts, where: str, dt: str, te: str, vae_fp32: bool, act: int) -> tup
 
 
 def _cpu_plan(family, parts, machine, dt, label) -> Plan:
-    ram = sum(p.resident(dt) for p in parts) + sum(p.file_bytes for p in parts if p.stored == "gguf")
+    ram = sum(p.resident(dt) for p in parts)
     fits = ram <= machine.ram_available - RAM_MARGIN
     den = next((p for p in parts if p.role in ("transformer", "unet")), None)
     kind = f" {_kind(den)}" if den is not None and den.stored in ("gguf", "fp8-scaled") else ""

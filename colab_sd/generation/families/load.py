@@ -108,9 +108,10 @@ def _fetch_tokenizer(cls: str, dest: Path, fam) -> None:
 
 
 def load_transformer(path: Path, fam, dtype, config: Path, storage: str = "", device: Optional[str] = None):
-    """The denoiser from one file: GGUF (packed, `GGUFQuantizationConfig(compute_dtype=dtype)`), ComfyUI scaled fp8
-    (each weight × its scale in `dtype` first, `fp8.rescaled`: diffusers would drop the scales), a plain fp8 file
-    kept fp8 when the plan says `storage="fp8"` (`fp8_vram.load`, upcast per layer) or safetensors.
+    """The denoiser from one file: GGUF (packed and memory-mapped, `gguf_mmap`; dequantized per layer in `dtype`),
+    ComfyUI scaled fp8 (each weight × its scale in `dtype` first, `fp8.rescaled`: diffusers would drop the scales),
+    a plain fp8 file kept fp8 when the plan says `storage="fp8"` (`fp8_vram.load`, upcast per layer) or
+    safetensors.
 
     `device` ("cuda:0"; None = the CPU) is where each tensor goes as soon as it is cast: a plan that keeps the
     model on the GPU then never holds a 16-bit copy of it in RAM (diffusers' `from_single_file(device=…)`)."""
@@ -124,7 +125,11 @@ def load_transformer(path: Path, fam, dtype, config: Path, storage: str = "", de
     if device:
         kw["device"] = device
     if path.suffix.lower() == ".gguf":
+        from . import gguf_mmap
+
+        # the file's own pages, not diffusers' reader (it copies every tensor into RAM: two copies of the model)
         kw["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+        return cls.from_single_file(gguf_mmap.state_dict(path), **kw)
     elif fp8.scheme(path):
         # a plain state dict in `dtype`: the model takes these tensors as they are (no second copy), and the
         # family's converter still maps original keys as it does for a file
