@@ -252,3 +252,17 @@ def test_a_text_encoder_in_checkpoint_says_where_it_belongs(library):
             colab_sd.generate(model="t5xxl-stray.safetensors", **SMALL)
     finally:
         stray.unlink()
+
+
+def test_klein_9b_refusal_does_not_read_as_it_would_run(library, tmp_path):
+    """A Klein 9B file (released widths, header only): was '… does not load yet; it would fit (…)', which reads as
+    if it were about to run."""
+    import safetensors_factory as sf
+
+    path = sf.write_safetensors(tmp_path / "flux-2-klein-9b.safetensors", {
+        "double_stream_modulation_img.lin.weight": ("BF16", [24576, 4096]), "txt_in.weight": ("BF16", [4096, 12288])})
+    with pytest.raises(InputError) as err:
+        colab_sd.generate(model=str(path), **SMALL)
+    text = str(err.value)
+    assert text.startswith("flux-2-klein-9b is Flux.2 Klein 9B (9.1B parameters), which colab_sd does not load yet;")
+    assert "colab_sd has no loader for it" in text and "it would fit" not in text and "\n" not in text, text

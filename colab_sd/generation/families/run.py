@@ -101,7 +101,9 @@ def plan(ref, req, device: str, root):
     chosen = decide(fam, parts_for(ref, fam, models_root(root), config), machine, dtype=req.dtype or None, placement=placement,
                     width=req.width or 0, height=req.height or 0, label=f"{fam.name} ({ref.name})")
     if not fam.supported:
-        why = chosen.line if not chosen.fits else f"it would fit ({chosen.line})"
+        # "it would fit" alone read as if it were about to run: say that room is not what is missing
+        why = chosen.line if not chosen.fits else f"this machine has room for it, but colab_sd has no loader for it " \
+                                                  f"({chosen.line})"
         raise InputError(f"{ref.name} is {fam.name} ({fam.params:g}B parameters), which colab_sd does not load yet; "
                          f"{why}")
     if not chosen.fits:
