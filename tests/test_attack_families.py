@@ -266,3 +266,26 @@ def test_klein_9b_refusal_does_not_read_as_it_would_run(library, tmp_path):
     text = str(err.value)
     assert text.startswith("flux-2-klein-9b is Flux.2 Klein 9B (9.1B parameters), which colab_sd does not load yet;")
     assert "colab_sd has no loader for it" in text and "it would fit" not in text and "\n" not in text, text
+
+
+def test_models_listing_shows_the_header_family_when_the_sidecar_names_another(library, capsys):
+    """`colab-sd models` showed 'Flux.1 D' (the sidecar's baseModel) for a Z-Image file that generates as Z-Image."""
+    import json
+
+    from colab_sd.cli import main
+
+    model = library / "checkpoint" / "zi-listed.safetensors"
+    shutil.copy(library / "checkpoint" / "tiny-zimage.safetensors", model)
+    sidecar = library / "checkpoint" / "zi-listed.safetensors.json"
+    sidecar.write_text(json.dumps({"base_model": "Flux.1 D"}))
+    try:
+        assert main(["models", "--dir", str(library)]) == 0
+        [row] = [line for line in capsys.readouterr().out.splitlines() if "zi-listed" in line]
+        assert "Z-Image Turbo (sidecar: Flux.1 D)" in row, row
+        sidecar.write_text(json.dumps({"base_model": "ZImageTurbo"}))  # agreeing: the sidecar's name, as before
+        assert main(["models", "--dir", str(library)]) == 0
+        [row] = [line for line in capsys.readouterr().out.splitlines() if "zi-listed" in line]
+        assert "ZImageTurbo" in row and "sidecar:" not in row, row
+    finally:
+        model.unlink()
+        sidecar.unlink()

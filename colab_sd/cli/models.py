@@ -59,7 +59,7 @@ def run(args) -> int:
         where = "" if root.is_dir() else " (the folder does not exist yet)"
         print(f"no models in {root}{where}; add one with: colab-sd download URL --dir {root}", file=sys.stderr)
         return 0
-    rows = [(e.kind, e.name, human_size(e.size), e.base_model or probed[e.path]["family_label"] or "-",
+    rows = [(e.kind, e.name, human_size(e.size), _base_label(e, probed[e.path]),
              ", ".join(e.trigger_words) or "-") for e in entries]
     header = ("KIND", "NAME", "SIZE", "BASE MODEL", "TRIGGER WORDS")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
@@ -67,6 +67,19 @@ def run(args) -> int:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
     print(f"{len(entries)} model{'s' if len(entries) != 1 else ''} in {root}")
     return 0
+
+
+def _base_label(entry, probed: dict) -> str:
+    """The sidecar's base model, unless it names another family than the file's header (a mislabelled upload, a
+    sidecar beside the wrong file): then the header's, which is what generation uses, with the sidecar's in
+    brackets."""
+    from ..civitai.resources import family_of
+
+    said, label = entry.base_model, probed.get("family_label")
+    header = probed.get("family")
+    if said and label and header and family_of(said) not in (None, header):
+        return f"{label} (sidecar: {said})"
+    return said or label or "-"
 
 
 def _identify(entry) -> dict:
