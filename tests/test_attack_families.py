@@ -301,3 +301,19 @@ def test_a_library_component_is_announced_with_its_own_precision(library):
     _, messages = infos(model="tiny-flux-dev.safetensors")
     [t5] = [m for m in messages if "tiny-t5xxl.safetensors from the library" in m]
     assert "fp8" not in t5, t5
+
+
+@pytest.mark.parametrize("status, body, ctype", [
+    (200, b"<!DOCTYPE html><html><body>Sign in to continue</body></html>", "text/html"),
+    (500, b"<html><title>500 Internal Server Error</title></html>", "text/html")])
+def test_a_hub_answering_a_page_for_a_component_is_one_line(library, online_lib, hub, monkeypatch, status, body, ctype):
+    """The Hub (or a proxy in front of it) answers the component's file with an HTML page / a 500: one line,
+    nothing under text_encoder/ or vae/ under a final name."""
+    from fakes.hf_hub import send
+
+    hub.add_repo("Comfy-Org/z_image_turbo", _component_files(library))
+    monkeypatch.setattr(hub, "_resolve", lambda h, *args: send(h, status, body, ctype))
+    with pytest.raises(ColabSDError) as err:
+        colab_sd.generate(model="z", **SMALL)
+    assert "\n" not in str(err.value) and "Traceback" not in str(err.value), str(err.value)
+    assert _no_partial_under_final_names(online_lib) == []
