@@ -317,3 +317,27 @@ def test_a_hub_answering_a_page_for_a_component_is_one_line(library, online_lib,
         colab_sd.generate(model="z", **SMALL)
     assert "\n" not in str(err.value) and "Traceback" not in str(err.value), str(err.value)
     assert _no_partial_under_final_names(online_lib) == []
+
+
+def test_a_side_the_family_cannot_take_is_one_line(library):
+    """Z-Image with a full-depth VAE (factor 8, as released): width 72 (1080 at full size) passes the multiple-of-8
+    check and then failed inside diffusers with a bare ValueError ('Width must be divisible by 16'); Flux resized
+    such sizes silently while the infotext kept the asked size."""
+    import torch
+    import tiny_models
+    from diffusers import AutoencoderKL
+
+    folder = library / "checkpoint" / "zimage-vae8-diffusers"
+    if not folder.exists():
+        pipe = tiny_families.build_zimage()
+        torch.manual_seed(1)
+        pipe.register_modules(vae=AutoencoderKL(
+            in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4, latent_channels=16,
+            up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 8, 8, 8], layers_per_block=1,
+            norm_num_groups=8, sample_size=32, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
+            use_post_quant_conv=False))
+        tiny_models.save_diffusers(pipe, folder)
+    with pytest.raises(InputError, match=r"^width 72 is not a multiple of 16, which Z-Image Turbo needs: use 64 or 80$"):
+        colab_sd.generate(model="zimage-vae8-diffusers", **{**SMALL, "width": 72})
+    result = colab_sd.generate(model="zimage-vae8-diffusers", **{**SMALL, "width": 80})
+    assert result.images[0].size == (80, 64)

@@ -114,6 +114,7 @@ def plan(ref, req, device: str, root):
 def call_kwargs(fam, pipe, prompt: str, negative: str, req, cfg: float) -> dict:
     """The pipeline call's fixed arguments for a transformer family, keeping only what the pipeline accepts."""
     accepted = set(inspect.signature(pipe.__call__).parameters)
+    _check_sides(fam, pipe, req)
     call = dict(prompt=prompt, num_inference_steps=req.steps, guidance_scale=cfg,
                 num_images_per_prompt=req.batch_size, width=req.width, height=req.height, output_type="pil")
     if fam.negative and negative and "negative_prompt" in accepted:
@@ -123,6 +124,18 @@ def call_kwargs(fam, pipe, prompt: str, negative: str, req, cfg: float) -> dict:
     if fam.max_sequence_length and "max_sequence_length" in accepted:
         call["max_sequence_length"] = fam.max_sequence_length
     return {k: v for k, v in call.items() if k in accepted}
+
+
+def _check_sides(fam, pipe, req) -> None:
+    """InputError for a width / height the pipeline cannot take as it is: these transformers see the latents in 2×2
+    patches, so a side must be a multiple of twice the VAE's factor (16 px at full size; 1080 is not). Z-Image's
+    pipeline raised a bare ValueError, Flux's resized silently (the infotext then kept the asked size)."""
+    multiple = int(getattr(pipe, "vae_scale_factor", 8) or 8) * 2
+    for label, side in (("width", req.width), ("height", req.height)):
+        if isinstance(side, int) and side % multiple:
+            lower, upper = max(side // multiple * multiple, multiple), side // multiple * multiple + multiple
+            raise InputError(f"{label} {side} is not a multiple of {multiple}, which {fam.name} needs: use {lower} or "
+                             f"{upper}")
 
 
 def infotext(fam, cfg: float) -> dict:
