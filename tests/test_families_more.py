@@ -91,9 +91,9 @@ def test_flux_components_come_from_the_library_by_width(library):
     colab_sd.generate(model="tiny-sd3", prompt="a cat", steps=2, width=64, height=64, seed=1, on_event=events.append)
     said = " ".join(e.message for e in events if isinstance(e, Info))
     # CLIP-L (32 wide) and CLIP-G (48 wide) have the same keys: the width told them apart; the SD3 VAE by its name
-    assert "CLIP-L text encoder (fp16): tiny-clip_l.safetensors" in said
-    assert "CLIP-G text encoder (fp16): tiny-clip_g.safetensors" in said
-    assert "SD3 VAE: tiny-sd3-vae.safetensors" in said
+    assert "CLIP-L text encoder (fp32): tiny-clip_l.safetensors" in said  # the file's own precision
+    assert "CLIP-G text encoder (fp32): tiny-clip_g.safetensors" in said
+    assert "SD3 VAE (fp32): tiny-sd3-vae.safetensors" in said
 
 
 def test_flux_dev_defaults_and_forge_infotext(library):

@@ -144,6 +144,14 @@ def find(component, root: Path, config: Path) -> Optional[Path]:
     return candidates[0] if candidates else None
 
 
+def found_label(component, path: Path) -> str:
+    """"T5-XXL text encoder (fp16)": the component's name with the precision the library's file is stored in (the
+    registry's label names the file colab_sd would fetch, e.g. "(fp8, upcast on load)")."""
+    stored = weights_of(path)[1]
+    words = {"fp8-scaled": "scaled fp8", "gguf": "GGUF"}
+    return f"{component.label.split(' (')[0]} ({words.get(stored, stored)})"
+
+
 def missing(family, root: Path, config: Path) -> list:
     """The family's components that the library lacks (in pipeline order)."""
     return [c for c in family.components if find(c, root, config) is None]

@@ -154,7 +154,7 @@ def gather(fam, root: Path, config: Path, emit: Callable, job: str, *, fetch: bo
             absent.append(comp)
         else:
             found[comp.role] = path
-            emit(Info(f"{comp.label}: {path.name} from the library", job=job))
+            emit(Info(f"{components.found_label(comp, path)}: {path.name} from the library", job=job))
     if absent:
         what = components.describe(absent)
         if not fetch:

@@ -28,6 +28,14 @@ def img2img_pipeline(pipe, fam):
 
     cls = getattr(diffusers, fam.img2img)
     new = cls.from_pipe(pipe)
+    processor = getattr(new, "image_processor", None)
+    if processor is not None and getattr(processor.config, "vae_latent_channels", None) != new.vae.config.latent_channels:
+        # ChromaImg2ImgPipeline builds its processor without the latent channel count (Flux's passes it), so the
+        # hires fix's upscaled 16-channel latents given as `image` were resized as pixels to the hires size
+        from diffusers.image_processor import VaeImageProcessor
+
+        new.image_processor = VaeImageProcessor.from_config(processor.config,
+                                                            vae_latent_channels=new.vae.config.latent_channels)
     new.set_progress_bar_config(disable=True)
     encode_guard(new.vae)
     return new
