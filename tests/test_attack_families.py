@@ -119,14 +119,10 @@ def test_a1111_prompt_syntax_on_a_family_is_said(library):
     assert not any("plain text" in m for m in messages), messages
 
 
-@pytest.mark.xfail(strict=True, raises=(RuntimeError, ColabSDError), reason=(
-    "Chroma hires fix with a Latent upscaler (the default) fails with 'RuntimeError: The size of tensor a (64) must "
-    "match the size of tensor b (128)': diffusers' ChromaImg2ImgPipeline builds its VaeImageProcessor without "
-    "vae_latent_channels (Flux's img2img passes it), so the upscaled 16-channel latents given as `image` are "
-    "resized as pixels to the hires size; families/second.py (img2img engineer's file) must give Chroma's img2img "
-    "a latent-aware image processor or pass latents another way. The existing test only uses Chroma with the "
-    "'Nearest' pixel upscaler."))
 def test_chroma_hires_fix_with_the_default_latent_upscaler(library):
+    """Was 'RuntimeError: The size of tensor a (64) must match the size of tensor b (128)': diffusers'
+    ChromaImg2ImgPipeline builds its VaeImageProcessor without vae_latent_channels, so the upscaled 16-channel
+    latents were resized as pixels (fixed in families/second.py by its owner)."""
     result = colab_sd.generate(model="tiny-chroma.safetensors", hires_scale=2, hires_steps=2, **SMALL)
     assert result.images[0].size == (128, 128)
 
@@ -291,12 +287,9 @@ def test_models_listing_shows_the_header_family_when_the_sidecar_names_another(l
         sidecar.unlink()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "families/load.py (fp8 engineer's file) announces a library component with the catalogue's label for the file "
-    "it would fetch: 'T5-XXL text encoder (fp8, upcast on load): tiny-t5xxl.safetensors from the library' and "
-    "'CLIP-L text encoder (fp16)' for files stored in fp32 (a user's t5xxl_fp16 reads as fp8 too); the label "
-    "should carry the found file's own stored dtype (components.stored_dtype)"))
 def test_a_library_component_is_announced_with_its_own_precision(library):
+    """Was 'T5-XXL text encoder (fp8, upcast on load): tiny-t5xxl.safetensors from the library' for an fp32 file
+    (the catalogue's label of the file it would fetch); fixed in 9c5bdef by its owner."""
     CACHE.release()
     _, messages = infos(model="tiny-flux-dev.safetensors")
     [t5] = [m for m in messages if "tiny-t5xxl.safetensors from the library" in m]
