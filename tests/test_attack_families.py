@@ -205,6 +205,7 @@ def test_a_component_missing_on_the_hub_is_one_line(library, online_lib, hub):
         colab_sd.generate(model="z", **SMALL)
     text = str(err.value)
     assert "\n" not in text and "qwen_3_4b" in text and "text_encoder" in text, text
+    assert "put such a file in" in text and "text_encoder/ yourself" in text  # what the user can do about it
     assert _no_partial_under_final_names(online_lib) in ([], ["ae.safetensors"])
 
 
@@ -309,6 +310,7 @@ def test_a_hub_answering_a_page_for_a_component_is_one_line(library, online_lib,
     with pytest.raises(ColabSDError) as err:
         colab_sd.generate(model="z", **SMALL)
     assert "\n" not in str(err.value) and "Traceback" not in str(err.value), str(err.value)
+    assert "try again later, or put such a file in" in str(err.value)
     assert _no_partial_under_final_names(online_lib) == []
 
 

@@ -168,7 +168,8 @@ def gather(fam, root: Path, config: Path, emit: Callable, job: str, *, fetch: bo
                 raise
             except Exception as err:  # the downloader's one-line errors, said with what was being fetched
                 raise GenerationError(f"{fam.name} needs {components.describe([comp])}, which could not be "
-                                      f"fetched: {err}") from None
+                                      f"fetched: {str(err).rstrip('.')}; try again later, or put such a file in "
+                                      f"{Path(root) / comp.kind}/ yourself") from None
     return found
 
 
