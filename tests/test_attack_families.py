@@ -110,6 +110,16 @@ def test_sd_only_settings_on_a_family_are_said_and_not_recorded(library):
     assert fields["Sampler"] == "Euler" and "Clip skip" not in fields, fields
 
 
+def test_a_negative_prompt_a_family_ignores_is_not_recorded(library):
+    """Flux dev takes no negative prompt: the note says it is ignored, and the infotext must not claim one was used
+    (seen in the browser test: a negative left in the hidden panel field was written under a Z-Image picture)."""
+    result, messages = infos(model="tiny-flux-dev.safetensors", negative_prompt="blurry")
+    assert any("uses no negative prompt" in m for m in messages), messages
+    assert "Negative prompt" not in result.parameters[0]
+    result, _ = infos(model="tiny-sd3.safetensors", negative_prompt="blurry")  # SD3 uses it: recorded
+    assert parse_parameters(result.parameters[0])["negative_prompt"] == "blurry"
+
+
 def test_a1111_prompt_syntax_on_a_family_is_said(library):
     """'(red:1.5) … BREAK …' on Flux goes to T5 / CLIP as plain text: the user is told, once; a plain prompt with
     ordinary parentheses gets no note."""

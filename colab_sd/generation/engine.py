@@ -316,7 +316,9 @@ def _run_batch(job: _Job, pipe, fixed: dict, batch: int, base_params: dict, devi
 def _keep(job: _Job, image, seed: int, base_params: dict) -> None:
     """The image's infotext written into it (and into a PNG file when saving)."""
     req = job.req
-    text = metadata.build_parameters(_prompt_with_tags(req.prompt, req.loras), req.negative_prompt,
+    # a family without negative prompts (Flux, Z-Image Turbo, Klein) did not use one: the infotext must not say so
+    negative = req.negative_prompt if family_run.family_of(job.ref).negative else ""
+    text = metadata.build_parameters(_prompt_with_tags(req.prompt, req.loras), negative,
                                      {**base_params, "Seed": seed})
     image.info["parameters"] = text
     job.images.append(image)
