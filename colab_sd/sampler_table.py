@@ -62,10 +62,13 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9+]", "", text.lower()).replace("_", "")
 
 
-def resolve_sampler(name: Optional[str], schedule: Optional[str] = None) -> tuple[Sampler, str]:
+def resolve_sampler(name: Optional[str], schedule: Optional[str] = None, *,
+                    pair: bool = True) -> tuple[Sampler, str]:
     """(sampler, schedule) from user spellings; "DPM++ 2M Karras" carries its schedule in the name.
 
-    The returned schedule is a concrete one ("Normal", "Karras" or "Exponential"), never "Automatic".
+    The returned schedule is a concrete one ("Normal", "Karras" or "Exponential"), never "Automatic". InputError
+    for an unknown name, and (unless `pair` is False: names only, for models whose own scheduler ignores both)
+    for a schedule the sampler cannot follow.
     """
     text = (name or DEFAULT_SAMPLER).strip()
     schedule_text = (schedule or DEFAULT_SCHEDULE).strip()
@@ -83,7 +86,7 @@ def resolve_sampler(name: Optional[str], schedule: Optional[str] = None) -> tupl
         raise InputError(f"unknown schedule type {schedule!r}: use one of {', '.join(SCHEDULES)}")
     if wanted == "Automatic":
         return sampler, sampler.automatic
-    if wanted != "Normal" and wanted not in sampler.schedules:
+    if pair and wanted != "Normal" and wanted not in sampler.schedules:
         raise InputError(f"{sampler.name} cannot follow the {wanted} schedule: use "
                          f"{' or '.join(sampler.schedules)}")
     return sampler, wanted

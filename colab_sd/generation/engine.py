@@ -147,7 +147,7 @@ def _plan(req: GenerationRequest, emit: Callable) -> _Job:
     prompt, prompt_loras = extract_loras(req.prompt)
     negative = req.negative_prompt  # A1111 never activates tags in a negative prompt: they stay text
     prompt, weight = _composable(prompt, 1.0)
-    sampler, schedule = resolve_sampler(req.sampler, req.schedule)
+    sampler, schedule = resolve_sampler(req.sampler, req.schedule, pair=False)  # the pair: once the family is known
     steps = total_steps(sampler, req.steps or family_run.FALLBACK_STEPS)
     check_prompt(prompt, steps)
     check_prompt(negative, steps)
@@ -158,6 +158,8 @@ def _plan(req: GenerationRequest, emit: Callable) -> _Job:
     req = family_run.defaults(ref, req)  # unset steps / CFG: the model family's defaults
     cfg = req.cfg * weight
     fam = family_run.family_of(ref)
+    if not fam.is_transformer:  # the A1111 sampler runs: it must follow the schedule (a family's scheduler is its own)
+        sampler, schedule = resolve_sampler(req.sampler, req.schedule)
     refused = family_run.refuse_img2img(fam, req)  # inpaint on a transformer family, img2img it has not got
     if refused:
         raise InputError(refused)

@@ -128,7 +128,9 @@ class GenerationRequest:
         if self.init_image is not None and strength <= 0:
             raise InputError("strength must be above 0 for img2img (0.3 keeps the picture, 0.8 repaints most of it)")
         preview_every = checked_int("preview_every", self.preview_every, 0, MAX_STEPS)
-        resolve_sampler(self.sampler, self.schedule)  # raises with the list of valid names
+        # names only: whether the sampler can follow the schedule matters for SD models, not for the newer families
+        # (their own flow-matching scheduler ignores both); generate() checks the pair once the model is known
+        resolve_sampler(self.sampler, self.schedule, pair=False)  # raises with the list of valid names
         if self.prediction not in (None, "", "epsilon", "v_prediction", "v"):
             raise InputError(f"unknown prediction type {self.prediction!r}: use epsilon or v_prediction")
         if self.dtype not in (None, "", "fp16", "float16", "bf16", "bfloat16", "fp32", "float32"):

@@ -98,12 +98,12 @@ def request_from_parameters(params: dict, models_dir=None, *, compute_hashes: bo
             fields[key] = params[key]
     if params.get("distilled_cfg") is not None:  # a Forge Flux image: colab_sd's cfg is that guidance
         fields["cfg"] = params["distilled_cfg"]
-    _sampler(params, fields, out.notes)
     model = finder.find("checkpoint", params.get("model"), params.get("model_hash"))
     if model.name or model.hash:
         out.resources.append(model)
         if model.found:
             fields["model"] = model.found
+    _sampler(params, fields, out.notes, quiet=_own_scheduler(root, model.found))
     if params.get("vae") or params.get("vae_hash"):
         vae = finder.find("vae", params.get("vae"), params.get("vae_hash"))
         out.resources.append(vae)
@@ -129,7 +129,20 @@ def request_from_parameters(params: dict, models_dir=None, *, compute_hashes: bo
     return out
 
 
-def _sampler(params: dict, fields: dict, notes: list) -> None:
+def _own_scheduler(root: Path, found: Optional[str]) -> bool:
+    """Whether the library's model runs its own flow-matching scheduler (Flux, Z-Image…: sampler and schedule
+    mean nothing there, so what the image says of them needs no note)."""
+    if not found:
+        return False
+    from . import families
+    from .families.identify import identify
+
+    entry = find_model(root, "checkpoint", found)
+    fam = families.get(identify(entry.path, entry.meta)["family"]) if entry is not None else None
+    return fam is not None and fam.is_transformer
+
+
+def _sampler(params: dict, fields: dict, notes: list, quiet: bool = False) -> None:
     sampler, schedule = params.get("sampler"), params.get("schedule")
     if not sampler and not schedule:
         return
@@ -139,9 +152,12 @@ def _sampler(params: dict, fields: dict, notes: list) -> None:
         try:
             chosen, _ = resolve_sampler(sampler, None)
         except InputError:
-            notes.append(f"sampler {sampler!r} is not available here: the default sampler is used")
+            if not quiet:
+                notes.append(f"sampler {sampler!r} is not available here: the default sampler is used")
             return
-        notes.append(f"{chosen.name} cannot follow the {schedule!r} schedule here: its automatic schedule is used")
+        if not quiet:
+            notes.append(f"{chosen.name} cannot follow the {schedule!r} schedule here: its automatic schedule is "
+                         f"used")
         fields["sampler"] = chosen.name
         return
     if sampler:
