@@ -209,6 +209,8 @@ def decide(family, parts: list[Part], machine: Machine, *, dtype: Optional[str] 
     hint = suggest(family, parts, machine, dt)
     den = next((p for p in parts if p.role in ("transformer", "unet")), None)
     size = f" ({_kind(den)}, {_gb(den.file_bytes)})" if den is not None else ""
+    if den is not None and den.stored == "fp8-scaled":  # why a smaller file is refused where a bigger GGUF fits
+        size = f" ({_kind(den)}, {_gb(den.file_bytes)}; rescaled into {dt} it is {_gb(den.resident(dt))})"
     line = (f"{label}{size} does not fit this machine ({machine.name}: {_gb(machine.vram_free)} VRAM free, "
             f"{_gb(machine.ram_available)} RAM available): {_PLACE[places[0]]} needs {_gb(vram)} VRAM, "
             f"{_PLACE[places[-1]]} needs {_gb(ram)} RAM" + (f"; would fit: {hint}" if hint else ""))
