@@ -87,3 +87,54 @@ def test_each_placement_calls_its_own_diffusers_offload():
     cpu = _entry("cpu")
     cpu.place(low_vram=True, vae_tiling=False, sequential=True)  # no offload without CUDA: on the CPU as it is
     assert cpu.pipe.calls[0] == ("to", "cpu") and cpu.offloaded is False
+
+
+def test_the_request_can_force_the_plan(tmp_path, monkeypatch):
+    """`placement=` / `text_encoder_precision=` (CLI --placement / --text-encoders) replace the plan's own choice,
+    decided for a T4 (the machine described, as the README table is); a forced plan that cannot fit is refused in
+    one line before loading; on the CPU there is one plan."""
+    import tiny_families
+    from colab_sd.errors import InputError
+    from colab_sd.generation import GenerationRequest, memory_plan
+    from colab_sd.generation.families import run
+    from colab_sd.generation.models import resolve_model
+
+    root = tmp_path / "models"
+    paths = tiny_families.save_zimage(tiny_families.build_zimage(), root)
+    monkeypatch.setenv("COLAB_SD_CONFIGS", str(paths["config"].parent))
+    ref = resolve_model("tiny-zimage", str(root))
+    monkeypatch.setattr(memory_plan.Machine, "detect", classmethod(lambda cls, device: cls.t4()))
+    chosen = run.plan(ref, GenerationRequest(model="x"), "cuda", str(root))
+    assert (chosen.placement, chosen.text_encoder) == ("gpu", "fp16")  # tiny: everything fits on the GPU
+    forced = run.plan(ref, GenerationRequest(model="x", placement="sequential_offload", text_encoder_precision="4-bit"),
+                      "cuda", str(root))
+    assert (forced.placement, forced.text_encoder) == ("sequential_offload", "4-bit")
+    assert "sequential CPU offload" in forced.line
+    small = classmethod(lambda cls, device: cls("T4", int(0.001 * memory_plan.GB), int(64 * memory_plan.GB)))
+    monkeypatch.setattr(memory_plan.Machine, "detect", small)
+    with pytest.raises(InputError, match="does not fit this machine") as err:
+        run.plan(ref, GenerationRequest(model="x", placement="gpu"), "cuda", str(root))
+    assert "\n" not in str(err.value)
+    monkeypatch.setattr(memory_plan.Machine, "detect",
+                        classmethod(lambda cls, device: cls.t4(bitsandbytes=False)))
+    with pytest.raises(InputError, match="8-bit text encoders need bitsandbytes"):
+        run.plan(ref, GenerationRequest(model="x", text_encoder_precision="8-bit"), "cuda", str(root))
+    with pytest.raises(InputError, match="unknown placement 'everywhere'"):
+        GenerationRequest(model="x", placement="everywhere").validate()
+
+
+def test_cli_takes_the_forced_plan_and_the_cpu_keeps_its_one_plan(tmp_path, monkeypatch, capsys):
+    import tiny_families
+    from colab_sd.cli import main
+
+    root = tmp_path / "models"
+    paths = tiny_families.save_zimage(tiny_families.build_zimage(), root)
+    monkeypatch.setenv("COLAB_SD_CONFIGS", str(paths["config"].parent))
+    args = ["generate", "--model", "tiny-zimage", "--prompt", "a cat", "--steps", "1", "--width", "64", "--height",
+            "64", "--dir", str(root), "--out", str(tmp_path / "out"), "--placement", "sequential_offload",
+            "--text-encoders", "4-bit"]
+    assert main(args) == 0
+    assert "memory plan: Z-Image Turbo (tiny-zimage): on the CPU" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(args[:-4] + ["--placement", "everywhere"])
+    assert "invalid choice: 'everywhere'" in capsys.readouterr().err

@@ -40,6 +40,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", help="cuda or cpu (default: cuda when there is one)")
     p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="default: fp16 on CUDA, fp32 on CPU")
     p.add_argument("--low-vram", action="store_true", help="model CPU offload and VAE tiling (small GPUs)")
+    p.add_argument("--placement", choices=("gpu", "model_offload", "sequential_offload"),
+                   help="newer families (Flux, Z-Image…): force the memory plan's placement (default: the plan's)")
+    p.add_argument("--text-encoders", dest="text_encoder_precision", choices=("fp16", "8-bit", "4-bit"),
+                   help="newer families: force the text encoders' precision (8/4-bit need bitsandbytes and CUDA)")
     p.add_argument("--dir", dest="models_dir", help="models root (default: $COLAB_SD_HOME, /content/models in Colab, ./models)")
     p.add_argument("--out", dest="outputs_dir", help="outputs folder (default: $COLAB_SD_OUTPUTS, /content/outputs in Colab, ./outputs)")
     p.add_argument("--json", action="store_true", help="print one JSON event per line on stdout")
@@ -90,6 +94,7 @@ def run(args) -> int:
                   clip_skip=args.clip_skip, loras=args.lora, embeddings=args.embedding, vae=args.vae,
                   init_image=args.init, strength=args.strength, prediction=args.prediction,
                   config=args.config, device=args.device, dtype=args.dtype, low_vram=args.low_vram,
+                  placement=args.placement, text_encoder_precision=args.text_encoder_precision,
                   models_dir=args.models_dir, outputs_dir=args.outputs_dir, **second_pass.fields(args))
     if args.from_image:
         fields = from_image.apply(args.from_image, fields, args.models_dir, listener)

@@ -185,6 +185,9 @@ def decide(family, parts: list[Part], machine: Machine, *, dtype: Optional[str] 
     label = label or family.name
     if not machine.cuda:
         return _cpu_plan(family, parts, machine, dt, label)
+    if text_encoder in ("8-bit", "4-bit") and not machine.bitsandbytes:
+        raise InputError(f"{text_encoder} text encoders need bitsandbytes on a CUDA GPU: pip install bitsandbytes, "
+                         f"or leave the text encoders' precision to the memory plan")
     act = activations(family, width, height)
     tried = []
     te_options = [text_encoder] if text_encoder else \

@@ -69,6 +69,9 @@ class GenerationRequest:
     device: Optional[str] = None  # "cuda", "cpu"; None: CUDA when there is one
     dtype: Optional[str] = None  # "fp16", "bf16", "fp32"; None: fp16 on CUDA, fp32 on CPU
     low_vram: bool = False  # model CPU offload + VAE tiling
+    # the memory plan of a newer family (Flux, Z-Image…), forced instead of chosen; SD models ignore both
+    placement: Optional[str] = None  # "gpu", "model_offload", "sequential_offload"; None: the plan decides
+    text_encoder_precision: Optional[str] = None  # "fp16", "8-bit", "4-bit" (bitsandbytes, CUDA); None: the plan's
     vae_tiling: bool = False
     preview_every: int = 0  # a cheap latent preview every N steps (0: none)
     prediction: Optional[str] = None  # "epsilon" / "v_prediction": override for SD2 / v-pred SDXL models
@@ -137,6 +140,13 @@ class GenerationRequest:
             raise InputError(f"unknown dtype {self.dtype!r}: use fp16, bf16 or fp32")
         if self.device not in (None, "") and not str(self.device).startswith(("cuda", "cpu", "mps")):
             raise InputError(f"unknown device {self.device!r}: use cuda, cpu or mps")
+        from .memory_plan import PLACEMENTS, TE_PRECISIONS
+
+        if self.placement not in (None, "") and self.placement not in PLACEMENTS[:3]:
+            raise InputError(f"unknown placement {self.placement!r}: use one of {', '.join(PLACEMENTS[:3])}")
+        if self.text_encoder_precision not in (None, "") and self.text_encoder_precision not in TE_PRECISIONS:
+            raise InputError(f"unknown text encoder precision {self.text_encoder_precision!r}: use "
+                             f"{', '.join(TE_PRECISIONS)}")
         loras = self.loras
         if isinstance(loras, (str, tuple, LoraSpec, dict)):
             loras = [loras]
