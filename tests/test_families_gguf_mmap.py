@@ -94,3 +94,27 @@ def test_unsupported_quant_type_and_damaged_file_are_one_line(tmp_path):
     cut.write_bytes(path.read_bytes()[:40])
     with pytest.raises(InputError, match="not a readable GGUF file"):
         gguf_mmap.state_dict(cut)
+
+
+def test_the_probe_knows_ggml_block_sizes_and_sees_a_cut_file(big_gguf, tmp_path, capsys):
+    """The header reader's block table is gguf-py's (no import of it in the light probe), and a GGUF cut short —
+    header intact, tensor data missing — is 'truncated' for the probe, so `colab-sd models` and the downloader's
+    own check say so (it was listed as a healthy Flux dev)."""
+    import gguf
+
+    from colab_sd import probe
+    from colab_sd.cli import main
+    from colab_sd.probe.headers import GGML_BLOCKS
+
+    for qtype, (block, nbytes) in GGML_BLOCKS.items():
+        assert gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(qtype)] == (block, nbytes), qtype
+    assert probe.inspect(big_gguf).kind != "unknown"
+    root = tmp_path / "models"
+    (root / "checkpoint").mkdir(parents=True)
+    cut = root / "checkpoint" / "cut-Q8_0.gguf"
+    cut.write_bytes(big_gguf.read_bytes()[: big_gguf.stat().st_size // 2])
+    found = probe.inspect(cut)
+    assert found.kind is None and any("truncated" in str(r) and "download it again" in str(r)
+                                           for r in found.reasons), found.reasons
+    assert main(["models", "--dir", str(root)]) == 0
+    assert "truncated" in capsys.readouterr().out

@@ -76,6 +76,8 @@ def _base_label(entry, probed: dict) -> str:
     from ..civitai.resources import family_of
 
     said, label = entry.base_model, probed.get("family_label")
+    if label and label.startswith("damaged"):  # a cut download: say so whatever its sidecar says
+        return label
     header = probed.get("family")
     if said and label and header and family_of(said) not in (None, header):
         return f"{label} (sidecar: {said})"

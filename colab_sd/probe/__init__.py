@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from .folders import inspect_folder
-from .headers import (MAX_HEADER_BYTES, display_name, open_binary, read_gguf, read_safetensors_header,
-                      shapes_from_header, sniff)
+from .headers import (MAX_HEADER_BYTES, GGUFTruncated, display_name, open_binary, read_gguf,
+                      read_safetensors_header, shapes_from_header, sniff)
 from .pickles import MAX_PICKLE_BYTES, NotTorchZip, read_pickle_keys, unexpected_globals
 from .result import FAMILY_NAMES, FORMATS, KIND_NAMES, Probe, unknown
 from .rules import inspect_keys
@@ -58,6 +58,8 @@ def inspect(path) -> Probe:
         if head[:4] == b"GGUF":
             try:
                 shapes, kv = read_gguf(f, size)
+            except GGUFTruncated as exc:
+                return unknown("gguf", f"truncated: {exc}; download it again")
             except (ValueError, struct.error) as exc:
                 return unknown("gguf", f"a GGUF file whose header cannot be read ({exc})")
             probe = inspect_keys(shapes, kv, format="gguf")

@@ -185,20 +185,49 @@ def read_gguf(f, size: int) -> tuple[dict, dict]:
             return None
         raise ValueError(f"unknown GGUF value type {vtype}")
 
-    kv = {}
+    kv, alignment = {}, 32
     for _ in range(n_kv):
         key = string()
         (vtype,) = struct.unpack("<I", r.read(4))
         val = value(vtype)
         if isinstance(val, str) and len(val) <= 1024:
             kv[key] = val
-    shapes = {}
+        elif key == "general.alignment" and isinstance(val, int) and val > 0:
+            alignment = val
+    shapes, data_end = {}, 0
     for _ in range(n_tensors):
         tname = string()
         (n_dims,) = struct.unpack("<I", r.read(4))
         if n_dims > 8:
             raise ValueError("impossible tensor rank")
         dims = struct.unpack(f"<{n_dims}Q", r.read(8 * n_dims))
-        r.read(12)  # ggml type + offset
+        ggml_type, offset = struct.unpack("<IQ", r.read(12))
         shapes[tname] = list(reversed(dims))  # ggml lists the fastest-moving dimension first
+        data_end = max(data_end, offset + _ggml_bytes(ggml_type, dims))
+    start = -(-(min(size, MAX_HEADER_BYTES) - r.left) // alignment) * alignment  # tensor data: aligned after the header
+    if start + data_end > size:
+        raise GGUFTruncated(f"its tensors need {start + data_end} bytes but the file has {size}")
     return shapes, kv
+
+
+class GGUFTruncated(ValueError):
+    """A GGUF file shorter than its tensor table says: a download cut short."""
+
+
+# ggml type id → (elements per block, bytes per block), ggml.h / gguf-py GGML_QUANT_SIZES (tests compare the two)
+GGML_BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
+               10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+               16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110),
+               22: (256, 82), 23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8),
+               29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18)}
+
+
+def _ggml_bytes(ggml_type: int, dims) -> int:
+    """Bytes a tensor of this ggml type and shape occupies; 0 for a type not in the table (not checked)."""
+    block, nbytes = GGML_BLOCKS.get(ggml_type, (0, 0))
+    if not block:
+        return 0
+    count = 1
+    for d in dims:
+        count *= int(d)
+    return count // block * nbytes

@@ -22,6 +22,8 @@ def identify(path, meta: Optional[dict] = None) -> dict:
         found = probe.inspect(path)
     except (ColabSDError, OSError):
         return {"family": None, "variant": None, "family_label": None}
+    if found.kind is None and any("truncated" in str(r) for r in found.reasons):  # a cut download (any format)
+        return {"family": None, "variant": None, "family_label": "damaged (truncated: download it again)"}
     fam = get(found.family)
     variant = found.variant
     if fam is not None and fam.is_transformer and found.kind == "checkpoint":
