@@ -134,7 +134,9 @@ def test_cli_takes_the_forced_plan_and_the_cpu_keeps_its_one_plan(tmp_path, monk
             "64", "--dir", str(root), "--out", str(tmp_path / "out"), "--placement", "sequential_offload",
             "--text-encoders", "4-bit"]
     assert main(args) == 0
-    assert "memory plan: Z-Image Turbo (tiny-zimage): on the CPU" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "memory plan: Z-Image Turbo (tiny-zimage): on the CPU" in err
+    assert "text encoder precision need a GPU: ignored" in err
     with pytest.raises(SystemExit):
         main(args[:-4] + ["--placement", "everywhere"])
     assert "invalid choice: 'everywhere'" in capsys.readouterr().err

@@ -99,11 +99,17 @@ def plan(ref, req, device: str, root):
     machine = Machine.detect(device)
     # the request may force the plan (placement, encoder precision): a forced plan that cannot fit is refused
     placement = req.placement or ("model_offload" if req.low_vram else None)
-    if placement and not machine.cuda:
-        placement = None  # offloading needs a GPU: on the CPU there is one plan
+    ignored = bool(placement or req.text_encoder_precision) and not machine.cuda
+    if ignored:
+        placement = None  # offloading and 8/4-bit encoders need a GPU: on the CPU there is one plan
     chosen = decide(fam, parts_for(ref, fam, models_root(root), config), machine, dtype=req.dtype or None,
                     placement=placement, text_encoder=req.text_encoder_precision or None, width=req.width or 0,
                     height=req.height or 0, label=f"{fam.name} ({ref.name})")
+    if ignored:
+        import dataclasses
+
+        chosen = dataclasses.replace(chosen, line=chosen.line + " (low_vram / placement / text encoder precision "
+                                                                "need a GPU: ignored)")
     if not fam.supported:
         # "it would fit" alone read as if it were about to run: say that room is not what is missing
         why = chosen.line if not chosen.fits else f"this machine has room for it, but colab_sd has no loader for it " \
