@@ -98,13 +98,13 @@ def test_header_says_which_parts_a_bundle_holds(library):
                                           "text_encoder_2": "text_encoders.clip_g.transformer.",
                                           "text_encoder_3": "text_encoders.t5xxl.transformer.",
                                           "vae": "first_stage_model."}
-    sizes = bundle.part_sizes(path, bundle.embedded(fam, path))
+    sizes = bundle.part_sizes(fam, path)
     denoiser = sum(t.numel() for t in library[1].transformer.state_dict().values())
     assert sizes["transformer"][0] * 1e9 == pytest.approx(denoiser, rel=0.01)  # not the whole file as denoiser
     assert set(sizes) == {"transformer", "text_encoder", "text_encoder_2", "text_encoder_3", "vae"}
     scaled = root / "checkpoint" / "tiny-sd3-aio-t5scaled.safetensors"
     assert "text_encoder_3" not in bundle.embedded(fam, scaled)
-    assert bundle.scaled_encoders(fam, scaled) == ["T5-XXL text encoder (fp8, upcast on load)"]
+    assert bundle.held(fam, scaled)[1] == ["T5-XXL text encoder (fp8, upcast on load)"]
 
 
 def test_a_bundle_generates_from_its_own_parts_offline(library):

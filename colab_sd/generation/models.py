@@ -121,20 +121,6 @@ def _from_hub(model, path: Path) -> bool:
     return (read_sidecar(path).get("huggingface") or {}).get("repo") == str(model).strip() if path.is_dir() else False
 
 
-def _check_gguf(path: Path) -> None:
-    """InputError when the `gguf` package cannot map the file's tensors: a download cut short leaves tensor offsets
-    past the end, which the probe (header only) cannot see and diffusers reports as an OSError traceback."""
-    try:
-        import gguf
-
-        gguf.GGUFReader(str(path))
-    except ImportError:
-        return  # diffusers' GGUF loading needs the package anyway and says so
-    except Exception as err:
-        why = " ".join(str(err).split())[:120] or type(err).__name__
-        raise InputError(f"{path.name} is damaged or cut short ({why}): download it again") from None
-
-
 def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, hf_token: Optional[str] = None) -> ModelRef:
     """Locate and identify a model; refuse families and variants colab_sd cannot generate with yet."""
     path = locate(model, models_dir, hf_token=hf_token)
@@ -154,8 +140,6 @@ def resolve_model(model, models_dir=None, *, prediction: Optional[str] = None, h
         # diffusers picks its reader by the extension: a renamed safetensors file would go to torch.load
         raise InputError(f"{label} is a {found.format} file with a {path.suffix or 'missing'} extension: rename "
                          f"it to {path.stem}.{found.format}")
-    if found.format == "gguf" and path.is_file():
-        _check_gguf(path)
     if found.kind not in ("checkpoint", None) or (found.kind is None and found.family is None):
         what = found.summary
         where = f"it belongs in {found.kind}/ (move it there); " if found.kind and path.is_file() else ""

@@ -59,7 +59,7 @@ def inspect(path) -> Probe:
             try:
                 shapes, kv = read_gguf(f, size)
             except GGUFTruncated as exc:
-                return unknown("gguf", f"truncated: {exc}; download it again")
+                return unknown("gguf", f"{name} is truncated: {exc}; download it again")
             except (ValueError, struct.error) as exc:
                 return unknown("gguf", f"a GGUF file whose header cannot be read ({exc})")
             probe = inspect_keys(shapes, kv, format="gguf")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .fp8 import BUNDLE_DENOISER, is_scale_key
+
 # probe arch → the key prefix a ComfyUI bundle stores that component under
 PREFIXES = {
     "clip-l": ("text_encoders.clip_l.transformer.",),
@@ -25,63 +27,60 @@ PREFIXES = {
     "t5-xxl": ("text_encoders.t5xxl.transformer.",),
     "vae-kl16": ("vae.", "first_stage_model."),
 }
-DENOISER = ("model.diffusion_model.",)
 
 
-def _keys(path: Path) -> list[str]:
+def _header(fam, path) -> tuple[dict, dict]:
+    """(shapes, dtypes) of a file that may be a bundle; empty for GGUF files, folders and families without
+    `Pipeline.from_single_file`. One header read serves every question below."""
     from .. import components
 
-    shapes = components.header(Path(path))[0]
-    return list(shapes)
-
-
-def embedded(fam, path) -> dict:
-    """role → key prefix of every component of `fam` that the file at `path` holds and diffusers can build from it.
-
-    Empty for GGUF files, folders, families without `Pipeline.from_single_file` and transformer-only files.
-    Reads the header only."""
     path = Path(path)
     if not fam.single_file_pipeline or path.is_dir() or path.suffix.lower() == ".gguf":
-        return {}
-    keys = _keys(path)
-    found = {}
+        return {}, {}
+    shapes, dtypes, _ = components.header(path)
+    return shapes, dtypes
+
+
+def _held(fam, keys) -> tuple[dict, list]:
+    """(role → prefix of the components diffusers can build from these keys, labels of those stored as ComfyUI
+    scaled fp8, which it cannot: their scales would be dropped)."""
+    usable, scaled = {}, []
     for comp in fam.components:
         for prefix in PREFIXES.get(comp.arch, ()):
             inside = [k for k in keys if k.startswith(prefix)]
-            if inside and not any(k.endswith((".scale_weight", ".weight_scale")) for k in inside):
-                found[comp.role] = prefix
+            if inside:
+                if any(is_scale_key(k) for k in inside):
+                    scaled.append(comp.label)
+                else:
+                    usable[comp.role] = prefix
                 break
-    return found
+    return usable, scaled
 
 
-def scaled_encoders(fam, path) -> list[str]:
-    """Labels of the family's components that the file holds as ComfyUI scaled fp8 (taken from elsewhere)."""
-    path = Path(path)
-    if path.is_dir() or path.suffix.lower() == ".gguf":
-        return []
-    keys = _keys(path)
-    out = []
-    for comp in fam.components:
-        for prefix in PREFIXES.get(comp.arch, ()):
-            if any(k.startswith(prefix) and k.endswith((".scale_weight", ".weight_scale")) for k in keys):
-                out.append(comp.label)
-                break
-    return out
+def held(fam, path) -> tuple[dict, list]:
+    """(role → key prefix of every component of `fam` that the file at `path` holds and diffusers can build from
+    it, labels of the components it holds as ComfyUI scaled fp8, to be taken from elsewhere). Header only."""
+    return _held(fam, list(_header(fam, path)[0]))
 
 
-def part_sizes(path, prefixes: dict) -> dict:
-    """role → (parameters in billions, bytes, stored dtype) of the denoiser ("transformer") and each embedded
+def embedded(fam, path) -> dict:
+    """role → key prefix of the components the file holds and diffusers can build (`held`'s first half)."""
+    return held(fam, path)[0]
+
+
+def part_sizes(fam, path) -> dict:
+    """role → (parameters in billions, bytes, stored dtype) of the denoiser ("transformer") and each usable embedded
     component, from the header: what the memory plan sizes a bundle by (its whole size would count everything as
-    the denoiser)."""
+    the denoiser). Empty when the file holds no denoiser under `model.diffusion_model.`."""
     from .. import components
 
-    shapes, dtypes, _ = components.header(Path(path))
-    groups = {"transformer": DENOISER, **{role: (prefix,) for role, prefix in prefixes.items()}}
+    shapes, dtypes = _header(fam, path)
+    groups = {"transformer": BUNDLE_DENOISER, **_held(fam, list(shapes))[0]}
     out = {}
-    for role, starts in groups.items():
+    for role, start in groups.items():
         count, nbytes, types = 0, 0, {}
         for key, shape in shapes.items():
-            if not key.startswith(starts):
+            if not key.startswith(start):
                 continue
             n = 1
             for d in shape or ():

@@ -219,17 +219,16 @@ def load_pipeline(ref, fam, dtype, config: Path, root: Path, emit: Callable, *, 
 
 
 def _inside(path: Path, fam, quant, emit: Callable, job: str) -> dict:
-    """role → prefix of the components a bundle file holds that will be built from it (`bundle.embedded`); the
+    """role → prefix of the components a bundle file holds that will be built from it (`bundle.held`); the
     text encoders come from the library instead when the plan quantizes them (diffusers builds a bundle's encoders
     in the compute dtype only) or when the file stores them as scaled fp8 — said in an Info either way."""
     from . import bundle
 
-    inside = bundle.embedded(fam, path)
+    inside, scaled = bundle.held(fam, path)
     if quant is not None and any(role.startswith("text_encoder") for role in inside):
         inside = {role: prefix for role, prefix in inside.items() if not role.startswith("text_encoder")}
         emit(Info("the memory plan quantizes the text encoders, which diffusers cannot do for encoders inside the "
                   "model file: they come from the library instead", job=job))
-    scaled = bundle.scaled_encoders(fam, path)
     if scaled:
         emit(Info(f"{', '.join(scaled)} in {path.name} are ComfyUI scaled fp8, which diffusers cannot read "
                   f"correctly: taken from the library instead", job=job))

@@ -57,9 +57,9 @@ def parts_for(ref, fam, root, config=None):
                 size = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
                 parts.append(Part(role, params, size, stored))
         return parts
-    from .bundle import embedded, part_sizes
+    from .bundle import part_sizes
 
-    inside = part_sizes(path, embedded(fam, path)) if path.suffix.lower() != ".gguf" else {}
+    inside = part_sizes(fam, path)
     if "transformer" in inside:  # a bundle: the denoiser and each embedded part sized by their own keys
         params, size, stored = inside["transformer"]
         parts = [Part("transformer", params, size, stored)]
