@@ -34,13 +34,7 @@ def library(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def offline(library, monkeypatch, tmp_path):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(library / "_configs"))
-    monkeypatch.setenv("COLAB_SD_HOME", str(library))
-    monkeypatch.setenv("COLAB_SD_OUTPUTS", str(tmp_path / "outputs"))
+    tiny_families.offline_library(monkeypatch, library, tmp_path / "outputs")
 
 
 def infos(**kw) -> tuple:

@@ -37,14 +37,7 @@ def zimage(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def offline(zimage, monkeypatch, tmp_path):
-    import huggingface_hub.constants as hf_constants
-
-    root = zimage[0]
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(root / "_configs"))
-    monkeypatch.setenv("COLAB_SD_HOME", str(root))
-    monkeypatch.setenv("COLAB_SD_OUTPUTS", str(tmp_path / "outputs"))
+    tiny_families.offline_library(monkeypatch, zimage[0], tmp_path / "outputs")
 
 
 def reference(pipe, **kw):

@@ -31,12 +31,7 @@ def library(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def offline(library, monkeypatch, tmp_path):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("COLAB_SD_CONFIGS", str(library[0] / "_configs"))
-    monkeypatch.setenv("COLAB_SD_OUTPUTS", str(tmp_path / "outputs"))
+    tiny_families.offline_library(monkeypatch, library[0], tmp_path / "outputs", home=False)
 
 
 def _click(panel, model: str, prompt: str = "a photo of a dog") -> None:

@@ -372,6 +372,20 @@ def save_family(pipe, name: str, config: str, root: Path, arch: str) -> dict:
     return out
 
 
+def offline_library(monkeypatch, root: os.PathLike | str, outputs: os.PathLike | str, home: bool = True) -> None:
+    """What every family test runs under: no Hub (huggingface_hub's cached constant too), the tiny architectures'
+    configs from `<root>/_configs`, `root` as the models library (unless `home` is False), images into `outputs`."""
+    import huggingface_hub.constants as hf_constants
+
+    root = Path(root)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("COLAB_SD_CONFIGS", str(root / "_configs"))
+    if home:
+        monkeypatch.setenv("COLAB_SD_HOME", str(root))
+    monkeypatch.setenv("COLAB_SD_OUTPUTS", str(outputs))
+
+
 def build_library(root: os.PathLike | str) -> dict:
     """Every tiny family in one models root (encoders and VAEs shared the way the real ones are)."""
     root = Path(root)
